@@ -1,0 +1,25 @@
+"""`python -m proxy`: parse the configuration, configure logging, serve."""
+
+from __future__ import annotations
+
+import sys
+
+from .config import ConfigError, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config = load_config(argv)
+    except ConfigError as error:
+        print(f"proxy: configuration error: {error}", file=sys.stderr)
+        return 2
+
+    from . import logs
+    from .app import run
+
+    logs.configure(config.log_level, config.log_format)
+    return run(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Message models for both sides of the proxy, and the one converter."""

@@ -1,0 +1,336 @@
+"""Deepgram Voice Agent V1 messages, both directions, as frozen attrs classes.
+
+Client messages are structured from JSON by the one converter; unknown fields
+are tolerated (clients send more than the proxy uses). Server messages carry
+their wire `type` as the class constant `TYPE`; `converter.dumps` puts it first.
+Shapes follow the Deepgram agent V1 schemas (`deepgram.agent.v1.types`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import attrs
+from cattrs.gen import make_dict_structure_fn
+
+from .converter import converter
+
+frozen = attrs.frozen(kw_only=True)
+
+# --- client -> proxy --------------------------------------------------------
+
+
+@frozen
+class AudioInput:
+    encoding: str
+    sample_rate: int
+
+
+@frozen
+class AudioOutput:
+    encoding: str = "linear16"
+    sample_rate: int | None = None
+    bitrate: int | None = None
+    container: str | None = None
+
+
+@frozen
+class SettingsAudio:
+    input: AudioInput | None = None
+    output: AudioOutput | None = None
+
+
+@frozen
+class Provider:
+    type: str | None = None
+    model: str | None = None
+    # A speak provider's voice is a string for OpenAI and Deepgram voices, an
+    # object for some others; P4 decides what is usable.
+    voice: Any = None
+    language: str | None = None
+    temperature: float | None = None
+
+
+@frozen
+class Function:
+    name: str
+    description: str | None = None
+    parameters: Any = None
+    # Deepgram-only keys: read so they can be dropped on purpose (P4 tools row).
+    endpoint: Any = None
+    client_side: bool | None = None
+
+
+@frozen
+class Think:
+    provider: Provider | None = None
+    prompt: str | None = None
+    functions: tuple[Function, ...] = ()
+
+
+@frozen
+class Speak:
+    provider: Provider | None = None
+
+
+@frozen
+class Listen:
+    provider: Provider | None = None
+
+
+@frozen
+class HistoryFunctionCall:
+    id: str
+    name: str
+    arguments: str
+    response: str
+    client_side: bool | None = None
+
+
+@frozen
+class HistoryMessage:
+    role: str | None = None
+    content: str | None = None
+    function_calls: tuple[HistoryFunctionCall, ...] | None = None
+
+
+@frozen
+class Context:
+    messages: tuple[HistoryMessage, ...] = ()
+
+
+@frozen
+class Agent:
+    language: str | None = None
+    listen: Listen | None = None
+    think: Think | None = None
+    speak: Speak | None = None
+    greeting: str | None = None
+    context: Context | None = None
+    # Older clients put the history directly under `agent.messages`.
+    messages: tuple[HistoryMessage, ...] | None = None
+
+    @property
+    def history(self) -> tuple[HistoryMessage, ...]:
+        if self.context is not None and self.context.messages:
+            return self.context.messages
+        return self.messages or ()
+
+
+@frozen
+class Settings:
+    TYPE: ClassVar[str] = "Settings"
+    audio: SettingsAudio | None = None
+    agent: Agent | None = None
+
+
+@frozen
+class InjectUserMessage:
+    TYPE: ClassVar[str] = "InjectUserMessage"
+    content: str
+
+
+@frozen
+class InjectAgentMessage:
+    TYPE: ClassVar[str] = "InjectAgentMessage"
+    message: str
+    behavior: str | None = None
+
+
+@frozen
+class FunctionCallResponse:
+    TYPE: ClassVar[str] = "FunctionCallResponse"
+    id: str
+    content: str
+    name: str | None = None
+
+
+@frozen
+class KeepAlive:
+    TYPE: ClassVar[str] = "KeepAlive"
+
+
+@frozen
+class UpdatePrompt:
+    TYPE: ClassVar[str] = "UpdatePrompt"
+    prompt: str
+
+
+@frozen
+class UpdateSpeak:
+    TYPE: ClassVar[str] = "UpdateSpeak"
+    speak: Speak
+
+
+@frozen
+class UpdateThink:
+    TYPE: ClassVar[str] = "UpdateThink"
+    think: Think
+
+
+ClientMessage = (
+    Settings
+    | InjectUserMessage
+    | InjectAgentMessage
+    | FunctionCallResponse
+    | KeepAlive
+    | UpdatePrompt
+    | UpdateSpeak
+    | UpdateThink
+)
+
+CLIENT_MESSAGE_TYPES: dict[str, type] = {
+    cls.TYPE: cls
+    for cls in (
+        Settings,
+        InjectUserMessage,
+        InjectAgentMessage,
+        FunctionCallResponse,
+        KeepAlive,
+        UpdatePrompt,
+        UpdateSpeak,
+        UpdateThink,
+    )
+}
+
+
+def _first_of_list(cls: type) -> None:
+    """`think` and `speak` may be one provider block or a fallback list: use the first."""
+    plain = make_dict_structure_fn(cls, converter)
+
+    def structure(value: Any, _: type) -> Any:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("empty list")
+            value = value[0]
+        if not isinstance(value, dict):
+            raise TypeError("expected an object")
+        return plain(value, cls)
+
+    converter.register_structure_hook(cls, structure)
+
+
+_first_of_list(Think)
+_first_of_list(Speak)
+
+
+# --- proxy -> client --------------------------------------------------------
+
+
+@frozen
+class Welcome:
+    TYPE: ClassVar[str] = "Welcome"
+    request_id: str
+
+
+@frozen
+class SettingsApplied:
+    TYPE: ClassVar[str] = "SettingsApplied"
+
+
+@frozen
+class ConversationText:
+    TYPE: ClassVar[str] = "ConversationText"
+    role: str
+    content: str
+
+
+@frozen
+class UserStartedSpeaking:
+    TYPE: ClassVar[str] = "UserStartedSpeaking"
+
+
+@frozen
+class AgentThinking:
+    TYPE: ClassVar[str] = "AgentThinking"
+    content: str
+
+
+@frozen
+class FunctionCallRequestItem:
+    id: str
+    name: str
+    arguments: str
+    client_side: bool
+
+
+@frozen
+class FunctionCallRequest:
+    TYPE: ClassVar[str] = "FunctionCallRequest"
+    functions: tuple[FunctionCallRequestItem, ...]
+
+
+@frozen
+class AgentStartedSpeaking:
+    TYPE: ClassVar[str] = "AgentStartedSpeaking"
+    total_latency: float
+    tts_latency: float
+    ttt_latency: float
+
+
+@frozen
+class AgentAudioDone:
+    TYPE: ClassVar[str] = "AgentAudioDone"
+
+
+@frozen
+class Error:
+    TYPE: ClassVar[str] = "Error"
+    description: str
+    code: str
+
+
+@frozen
+class Warning:  # noqa: A001 - the protocol's own name
+    TYPE: ClassVar[str] = "Warning"
+    description: str
+    code: str
+
+
+@frozen
+class PromptUpdated:
+    TYPE: ClassVar[str] = "PromptUpdated"
+
+
+@frozen
+class SpeakUpdated:
+    TYPE: ClassVar[str] = "SpeakUpdated"
+
+
+@frozen
+class ThinkUpdated:
+    TYPE: ClassVar[str] = "ThinkUpdated"
+
+
+@frozen
+class InjectionRefused:
+    TYPE: ClassVar[str] = "InjectionRefused"
+    message: str
+
+
+@frozen
+class UtteranceEnd:
+    """Compatibility extra (P6): Deepgram's listen-API event, not in the agent V1 schema."""
+
+    TYPE: ClassVar[str] = "UtteranceEnd"
+    channel: tuple[int, int]
+    last_word_end: float
+
+
+ServerMessage = (
+    Welcome
+    | SettingsApplied
+    | ConversationText
+    | UserStartedSpeaking
+    | AgentThinking
+    | FunctionCallRequest
+    | AgentStartedSpeaking
+    | AgentAudioDone
+    | Error
+    | Warning
+    | PromptUpdated
+    | SpeakUpdated
+    | ThinkUpdated
+    | InjectionRefused
+    | UtteranceEnd
+)

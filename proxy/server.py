@@ -1,0 +1,386 @@
+"""The Trio layer: sockets, tasks, channels and deadlines. No protocol logic.
+
+Each client connection is one nursery of five tasks joined by bounded memory
+channels:
+
+    client reader --\\                     /--> client writer
+                     >-- translator --<
+    upstream reader -/    (Session)       \\--> upstream writer
+
+The translator is the single task that owns the `Session`; readers only feed
+it, writers only drain what it produced, so data flows one way per direction.
+When any task ends the nursery is cancelled, the upstream is closed with 1000
+and the client with the code the session chose (P2.4, P2.5). No task outlives
+its connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import uuid
+from functools import partial
+from typing import Any
+
+import attrs
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    HandshakeError,
+    WebSocketConnection,
+    WebSocketRequest,
+    connect_websocket_url,
+    serve_websocket,
+)
+
+from .config import Config
+from .handshake import decide
+from .protocol.wire import encode_client, encode_upstream
+from .translate import (
+    CancelTimer,
+    CloseClient,
+    Session,
+    SessionOptions,
+    StartTimer,
+    ToClient,
+    ToClientAudio,
+    ToUpstream,
+)
+
+log = logging.getLogger("proxy")
+
+# Frames waiting between tasks. Small: memory channels are hand-offs, not
+# buffers; the only buffering the protocol allows is the session's hold (P2.2).
+CHANNEL_SIZE = 64
+# Upstream events can be large (session.updated echoes the instructions).
+UPSTREAM_MAX_MESSAGE = 32 * 1024 * 1024
+# P2.5: the upstream is closed within one second of the client leaving.
+CLOSE_TIMEOUT_S = 1.0
+
+# What the readers and timers tell the translator.
+CLIENT_TEXT, CLIENT_AUDIO, UPSTREAM_TEXT, UPSTREAM_CLOSED, UPSTREAM_FAILED, TIMER, GOING_AWAY = range(7)
+
+
+class ConnectionLog(logging.LoggerAdapter):
+    """Attaches the connection id and trace id (P2.1, P2.8) to every record."""
+
+    def process(self, msg: str, kwargs: Any) -> tuple[str, Any]:
+        kwargs["extra"] = {**self.extra, **kwargs.get("extra", {})}
+        return msg, kwargs
+
+
+@attrs.define(eq=False)
+class Connection:
+    """One accepted client and, once connected, its upstream."""
+
+    config: Config
+    client: WebSocketConnection
+    connection_id: str
+    log: ConnectionLog
+    upstream: WebSocketConnection | None = None
+    _inbound: Any = None  # send side of the translator's channel
+    _timers: dict[str, trio.CancelScope] = attrs.Factory(dict)
+
+    async def run(self) -> None:
+        """Serve the connection until either side ends; returns when all is closed."""
+        session = Session(self.connection_id, SessionOptions.from_config(self.config), self.log)
+        inbound_send, inbound_recv = trio.open_memory_channel[tuple](CHANNEL_SIZE)
+        client_send, client_recv = trio.open_memory_channel[Any](CHANNEL_SIZE)
+        upstream_send, upstream_recv = trio.open_memory_channel[str](CHANNEL_SIZE)
+        self._inbound = inbound_send
+        try:
+            # The outer nursery keeps the upstream socket's own reader alive
+            # while the upstream is closed with 1000 after the inner one ends.
+            async with trio.open_nursery() as socket_nursery:
+                async with trio.open_nursery() as nursery:
+                    tasks = (
+                        (self._client_reader, inbound_send),
+                        (self._translator, session, inbound_recv, client_send, upstream_send, nursery),
+                        (self._client_writer, client_recv),
+                        (self._upstream, socket_nursery, nursery, inbound_send, upstream_recv),
+                    )
+                    for task, *args in tasks:
+                        nursery.start_soon(self._until_done, nursery, task, *args)
+                await self._close_upstream()
+                socket_nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
+                await self._close_upstream()
+                await self.client.aclose(1011, "proxy error")  # no-op if already closed
+
+    def going_away(self) -> None:
+        """P2.6: ask the translator to close the client with 1001."""
+        try:
+            self._inbound.send_nowait((GOING_AWAY,))
+        except (trio.WouldBlock, trio.ClosedResourceError, AttributeError):
+            pass
+
+    async def _until_done(self, nursery: trio.Nursery, task: Any, *args: Any) -> None:
+        try:
+            await task(*args)
+        finally:
+            nursery.cancel_scope.cancel()
+
+    async def _close_upstream(self) -> None:
+        if self.upstream is not None and self.upstream.closed is None:
+            with trio.move_on_after(CLOSE_TIMEOUT_S):
+                await self.upstream.aclose(1000, "client gone")
+
+    # ----------------------------------------------------------------- tasks
+
+    async def _client_reader(self, inbound: trio.MemorySendChannel) -> None:
+        client = self.client
+        while True:
+            try:
+                message = await client.get_message()
+            except ConnectionClosed as closed:
+                reason = closed.reason
+                self.log.info(
+                    "client closed",
+                    extra={"client_close_code": reason.code if reason else None, "direction": "client"},
+                )
+                return
+            if type(message) is bytes:
+                await inbound.send((CLIENT_AUDIO, message))
+            else:
+                await inbound.send((CLIENT_TEXT, message))
+
+    async def _translator(
+        self,
+        session: Session,
+        inbound: trio.MemoryReceiveChannel,
+        to_client: trio.MemorySendChannel,
+        to_upstream: trio.MemorySendChannel,
+        nursery: trio.Nursery,
+    ) -> None:
+        await self._act(session.start(trio.current_time()), to_client, to_upstream, nursery)
+        async for item in inbound:
+            kind = item[0]
+            now = trio.current_time()
+            if kind == CLIENT_AUDIO:
+                actions = session.client_audio(item[1], now)
+            elif kind == UPSTREAM_TEXT:
+                actions = session.upstream_text(item[1], now)
+            elif kind == CLIENT_TEXT:
+                actions = session.client_text(item[1], now)
+            elif kind == TIMER:
+                actions = session.timer_fired(item[1], now)
+            elif kind == UPSTREAM_CLOSED:
+                actions = session.upstream_closed(item[1], item[2], now)
+            elif kind == UPSTREAM_FAILED:
+                actions = session.upstream_failed(item[1], item[2], now)
+            else:
+                actions = session.going_away()
+            await self._act(actions, to_client, to_upstream, nursery)
+
+    async def _act(
+        self,
+        actions: list,
+        to_client: trio.MemorySendChannel,
+        to_upstream: trio.MemorySendChannel,
+        nursery: trio.Nursery,
+    ) -> None:
+        for action in actions:
+            kind = type(action)
+            if kind is ToClientAudio:
+                await to_client.send(action.data)
+            elif kind is ToUpstream:
+                await to_upstream.send(encode_upstream(action.event))
+            elif kind is ToClient:
+                await to_client.send(encode_client(action.message))
+            elif kind is CloseClient:
+                await to_client.send(action)
+            elif kind is StartTimer:
+                self._cancel_timer(action.name)
+                scope = trio.CancelScope(deadline=action.deadline)
+                self._timers[action.name] = scope
+                nursery.start_soon(self._timer, action.name, scope)
+            elif kind is CancelTimer:
+                self._cancel_timer(action.name)
+
+    def _cancel_timer(self, name: str) -> None:
+        scope = self._timers.pop(name, None)
+        if scope is not None:
+            scope.cancel()
+
+    async def _timer(self, name: str, scope: trio.CancelScope) -> None:
+        # The deadline is the scope's: it "fires" by the scope expiring, and a
+        # CancelTimer cancels it outright, which then sends nothing.
+        with scope:
+            await trio.sleep_forever()
+        if scope.cancelled_caught and self._timers.get(name) is scope and trio.current_time() >= scope.deadline:
+            del self._timers[name]
+            await self._inbound.send((TIMER, name))
+
+    async def _client_writer(self, frames: trio.MemoryReceiveChannel) -> None:
+        client = self.client
+        async for frame in frames:
+            if type(frame) is CloseClient:
+                self.log.info("closing client", extra={"client_close_code": frame.code, "reason": frame.reason})
+                await client.aclose(frame.code, frame.reason)
+                return
+            try:
+                await client.send_message(frame)
+            except ConnectionClosed:
+                return
+
+    async def _upstream(
+        self,
+        socket_nursery: trio.Nursery,
+        nursery: trio.Nursery,
+        inbound: trio.MemorySendChannel,
+        frames: trio.MemoryReceiveChannel,
+    ) -> None:
+        """Connect (P2.3), then start the upstream reader and write frames until done."""
+        config = self.config
+        failure: tuple[int | None, str] | None = None
+        try:
+            with trio.fail_after(config.upstream_connect_timeout_s):
+                self.upstream = await connect_websocket_url(
+                    socket_nursery,
+                    config.upstream_url,
+                    extra_headers=[(b"authorization", f"Bearer {config.api_key}".encode())],  # P1.5
+                    max_message_size=UPSTREAM_MAX_MESSAGE,
+                    receive_buffer_size=None,
+                )
+        except ConnectionRejected as rejected:
+            failure = (rejected.status_code, f"HTTP {rejected.status_code}")
+        except trio.TooSlowError:
+            failure = (None, f"no answer within {config.upstream_connect_timeout_s:g} s")
+        except (HandshakeError, OSError) as error:
+            cause = error.__cause__ or error.__context__ or error
+            failure = (None, type(cause).__name__ if not str(cause) else f"{type(cause).__name__}: {cause}")
+        if failure is not None:
+            self.log.error("upstream connect failed", extra={"status": failure[0], "detail": failure[1]})
+            await inbound.send((UPSTREAM_FAILED, *failure))
+            await trio.sleep_forever()  # the translator closes the client, which ends us
+        self.log.info("upstream connected", extra={"direction": "upstream"})
+        nursery.start_soon(self._until_done, nursery, self._upstream_reader, inbound)
+        upstream = self.upstream
+        async for frame in frames:
+            try:
+                await upstream.send_message(frame)
+            except ConnectionClosed:
+                await trio.sleep_forever()  # the reader reports the close
+
+    async def _upstream_reader(self, inbound: trio.MemorySendChannel) -> None:
+        upstream = self.upstream
+        assert upstream is not None
+        while True:
+            try:
+                message = await upstream.get_message()
+            except ConnectionClosed as closed:
+                reason = closed.reason
+                code = reason.code if reason else None
+                self.log.info("upstream closed", extra={"upstream_close_code": code, "direction": "upstream"})
+                await inbound.send((UPSTREAM_CLOSED, code, reason.reason if reason else None))
+                await trio.sleep_forever()  # the translator closes the client, which ends us
+            if type(message) is str:
+                await inbound.send((UPSTREAM_TEXT, message))
+            else:
+                self.log.warning("dropped binary frame from upstream", extra={"direction": "upstream"})  # P6.3
+
+
+@attrs.define
+class ProxyServer:
+    """The listener: decides handshakes and runs one `Connection` per client."""
+
+    config: Config
+    connections: set[Connection] = attrs.Factory(set)
+    port: int | None = None
+    accepting: bool = True
+    _listener_scope: trio.CancelScope | None = None
+    _handlers: trio.Nursery | None = None
+    _all_closed: trio.Event = attrs.Factory(trio.Event)
+
+    async def serve(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen until `shutdown`; `task_status.started(self)` once bound."""
+        config = self.config
+        ssl_context = None
+        if config.tls_cert_path:
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(config.tls_cert_path, config.tls_key_path)
+        # Connections live in their own nursery so the listener can stop
+        # (P2.6) while open sessions carry on.
+        async with trio.open_nursery() as handlers:
+            self._handlers = handlers
+            async with trio.open_nursery() as listener:
+                self._listener_scope = listener.cancel_scope
+                server = await listener.start(
+                    partial(
+                        serve_websocket,
+                        self._handle,
+                        config.host,
+                        config.port,
+                        ssl_context,
+                        handler_nursery=handlers,
+                        max_message_size=config.max_frame_bytes,  # P5.11: bigger closes with 1009
+                        receive_buffer_size=None,
+                    )
+                )
+                self.port = server.port
+                scheme = "wss" if ssl_context else "ws"
+                log.info(f"listening on {scheme}://{config.host}:{self.port}{config.path}")
+                task_status.started(self)
+
+    async def shutdown(self) -> None:
+        """P2.6: stop accepting, give sessions the grace, then close them with 1001."""
+        self.accepting = False
+        if self._listener_scope is not None:
+            self._listener_scope.cancel()
+        with trio.move_on_after(self.config.shutdown_grace_s):
+            await self._wait_all_closed()
+        for connection in list(self.connections):
+            connection.going_away()
+        with trio.move_on_after(2 * CLOSE_TIMEOUT_S):
+            await self._wait_all_closed()
+        if self._handlers is not None:
+            self._handlers.cancel_scope.cancel()
+
+    async def _wait_all_closed(self) -> None:
+        if self.connections:
+            await self._all_closed.wait()
+
+    async def _handle(self, request: WebSocketRequest) -> None:
+        # An exception here would take the whole listener down: contain it.
+        try:
+            await self._handle_request(request)
+        except Exception:
+            log.exception("connection failed")
+
+    async def _handle_request(self, request: WebSocketRequest) -> None:
+        config = self.config
+        decision = decide(
+            request.path,
+            request.headers,
+            request.proposed_subprotocols,
+            path=config.path,
+            auth_tokens=config.auth_tokens,
+            allowed_origins=config.allowed_origins,
+        )
+        if decision.status is None and not self.accepting:
+            decision = attrs.evolve(decision, status=503, reason="shutting down")
+        if decision.status is None and config.max_connections and len(self.connections) >= config.max_connections:
+            decision = attrs.evolve(decision, status=503, reason="too many connections")
+        if decision.status is not None:
+            log.info("handshake rejected", extra={"status": decision.status, "reason": decision.reason})
+            await request.reject(decision.status, body=decision.reason.encode())
+            return
+        client = await request.accept(subprotocol=decision.subprotocol)
+        connection_id = str(uuid.uuid4())
+        connection_log = ConnectionLog(
+            log, {"connection_id": connection_id, "trace_id": decision.trace_id or connection_id}
+        )
+        connection = Connection(config, client, connection_id, connection_log)
+        if not self.connections:
+            self._all_closed = trio.Event()
+        self.connections.add(connection)
+        connection_log.info("client connected", extra={"direction": "client"})
+        try:
+            await connection.run()
+        finally:
+            self.connections.discard(connection)
+            if not self.connections:
+                self._all_closed.set()
+            connection_log.info("connection ended")

@@ -541,6 +541,7 @@ class Session:
             created_at=now,
             output=OutboundStream(self._output_format),
             out_of_band=out_of_band,
+            request=request if ours else None,
         )
         self._client(dg.AgentThinking(content=""))
 
@@ -675,12 +676,18 @@ class Session:
             self._error(error.code or error.type, f"Settings rejected by the upstream: {error.message}")
             return
         if error.code == ACTIVE_RESPONSE_CODE:
+            # Lost a race with the upstream's own turn detection: ask again
+            # once the response that won is done.
             request = self._requested
+            active = self._response
             if request is not None and error.event_id == request.event_id:
-                # Lost a race with the upstream's own turn detection: ask again later.
                 self._requested = None
-                request.event_id = None
                 self._response_queue.appendleft(request)
+            elif active is not None and active.request is not None and error.event_id == active.request.event_id:
+                # The winner came without our metadata and was taken for ours.
+                self._response_queue.appendleft(active.request)
+                active.request, active.kind = None, VOICE
+                active.turn_end = self._speech_stopped_at or active.created_at
             self._client(dg.Warning(description=error.message, code=error.code))
             return
         self._error(error.code or error.type, error.message)

@@ -39,6 +39,7 @@ class ActiveResponse:
     created_at: float
     output: OutboundStream
     out_of_band: bool = False
+    request: ResponseRequest | None = None  # the proxy's request it was matched to
     first_audio_at: float | None = None
     audio_item_id: str | None = None
     audio_content_index: int = 0

@@ -404,3 +404,16 @@ def test_p7_no_truncate_when_no_agent_audio_is_playing():
     h.up("input_audio_buffer.speech_started", audio_start_ms=0, item_id="item_u")
     assert "conversation.item.truncate" not in h.upstream_types()
     assert h.client_types()[-1] == "UserStartedSpeaking"
+
+
+def test_p7_spoken_greeting_is_cut_off_but_never_truncated():
+    """P3.5 + P7: the out-of-band greeting's item is not in the conversation."""
+    h = Harness(greeting="speak")
+    h.ready(settings_with(greeting="Hello and welcome."))
+    create = h.last_upstream("response.create")
+    h.created("resp_g", create["response"]["metadata"])
+    h.delta("resp_g", AUDIO_20MS * 10, item_id="item_greeting")
+    h.up("input_audio_buffer.speech_started", audio_start_ms=100, item_id="item_u")
+    h.delta("resp_g", AUDIO_20MS, item_id="item_greeting")
+    assert "conversation.item.truncate" not in h.upstream_types()
+    assert h.client_types().count("<audio>") == 1  # later audio dropped all the same

@@ -565,7 +565,9 @@ class Session:
             self._client(
                 dg.AgentStartedSpeaking(total_latency=round(ttt + tts, 4), tts_latency=round(tts, 4), ttt_latency=round(ttt, 4))
             )
-            if response.audio_item_id is not None:
+            # An out-of-band response's item is not in the conversation, so
+            # there is nothing to truncate (P3.5, P7).
+            if response.audio_item_id is not None and not response.out_of_band:
                 self._last_audio = AudioTrack(
                     item_id=response.audio_item_id,
                     content_index=response.audio_content_index,

@@ -2,8 +2,13 @@
 
 OpenAI Realtime takes and produces PCM16 mono at 24 kHz (`audio/pcm`) or
 8 kHz G.711 (`audio/pcmu`, `audio/pcma`); Deepgram clients name theirs in
-`Settings.audio` (P4). G.711 passes through untouched; linear16 at 24 kHz is
-passed through too, keeping a dangling odd byte for the next frame (P5.9).
+`Settings.audio` (P4). G.711 passes through untouched. linear16 at 24 kHz is
+passed through too (no resampler is even built, so such a session costs
+nothing extra); linear16 at any other rate from 8 to 48 kHz goes through a
+streaming resampler that keeps its filter state from one frame to the next, so
+frame boundaries leave no clicks or gaps (P5.9, P6 audio row).
+
+All PCM16 here is little-endian mono, as on both wires.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import numpy as np
+import soxr
 
 UPSTREAM_PCM_RATE = 24000
 G711_RATE = 8000
@@ -18,7 +25,24 @@ G711_RATE = 8000
 # Deepgram encoding name -> OpenAI audio format type.
 UPSTREAM_TYPES = {"linear16": "audio/pcm", "mulaw": "audio/pcmu", "alaw": "audio/pcma"}
 SUPPORTED_ENCODINGS = tuple(UPSTREAM_TYPES)
-SUPPORTED_PCM_RATES = (UPSTREAM_PCM_RATE,)
+# Any integer rate in this range is accepted for linear16: telephony (8 kHz)
+# up to what browsers capture at (44.1/48 kHz, whatever they were asked for).
+MIN_PCM_RATE = 8000
+MAX_PCM_RATE = 48000
+SUPPORTED_PCM_RATES = range(MIN_PCM_RATE, MAX_PCM_RATE + 1)
+
+# libsoxr quality preset. Measured with bench/resample_cost.py (see
+# bench/README.md): the cost per 20 ms frame is dominated by the call itself,
+# so QQ..HQ cost the same to within noise. What differs is speech quality and
+# delay: QQ (cubic) lets a 10 kHz tone alias to 6 kHz at -3 dB when going
+# 24 -> 16 kHz; LQ already takes 13 dB off a 7 kHz tone at 16 -> 24 kHz
+# (fricatives); MQ and HQ are flat to the band edge and hold back the same
+# ~20 ms on average, and HQ rejects aliases better (-138 vs -119 dB). VHQ
+# doubles the delay at some rate pairs for nothing audible in speech.
+RESAMPLER_QUALITY = "HQ"
+
+_PCM16 = np.dtype("<i2")
+_EMPTY = np.zeros(0, dtype=np.float32)
 
 
 class UnsupportedAudio(ValueError):
@@ -46,6 +70,11 @@ class AudioFormat:
         """Bytes of upstream-format audio per millisecond (for P7 truncation)."""
         return UPSTREAM_PCM_RATE * 2 // 1000 if self.encoding == "linear16" else G711_RATE // 1000
 
+    @property
+    def resampled(self) -> bool:
+        """True when this format needs the resampler (linear16 not at 24 kHz)."""
+        return self.encoding == "linear16" and self.sample_rate != UPSTREAM_PCM_RATE
+
 
 def check_format(encoding: Any, sample_rate: Any, field: str) -> AudioFormat:
     """Return the AudioFormat, or raise UnsupportedAudio naming the field (P3.7)."""
@@ -53,44 +82,140 @@ def check_format(encoding: Any, sample_rate: Any, field: str) -> AudioFormat:
         raise UnsupportedAudio(
             f"{field}.encoding", f"{encoding!r} is not supported; use one of {', '.join(SUPPORTED_ENCODINGS)}"
         )
+    # bool is an int to Python, but `true` is no sample rate.
+    is_rate = isinstance(sample_rate, int) and not isinstance(sample_rate, bool)
     if encoding == "linear16":
-        if sample_rate not in SUPPORTED_PCM_RATES:
-            rates = ", ".join(str(rate) for rate in SUPPORTED_PCM_RATES)
-            raise UnsupportedAudio(f"{field}.sample_rate", f"{sample_rate!r} is not supported for linear16; use {rates}")
-    elif sample_rate != G711_RATE:
-        raise UnsupportedAudio(f"{field}.sample_rate", f"{encoding} is carried at {G711_RATE} Hz, got {sample_rate!r}")
+        if not is_rate or not MIN_PCM_RATE <= sample_rate <= MAX_PCM_RATE:
+            raise UnsupportedAudio(
+                f"{field}.sample_rate",
+                f"{sample_rate!r} is not supported for linear16; use an integer rate from {MIN_PCM_RATE} to {MAX_PCM_RATE} Hz",
+            )
+    elif not is_rate or sample_rate != G711_RATE:
+        raise UnsupportedAudio(f"{field}.sample_rate", f"{encoding} is carried at {G711_RATE} Hz only, got {sample_rate!r}")
     return AudioFormat(encoding, sample_rate)
 
 
-class InboundStream:
-    """Client microphone audio -> upstream format, one per connection."""
+class PcmResampler:
+    """Streaming PCM16 resampler: bytes in, bytes out, filter state kept across calls.
 
-    def __init__(self, fmt: AudioFormat) -> None:
-        self.format = fmt
-        self._pending = b""
+    The output depends only on the concatenated input, never on how it was cut
+    into frames: an odd trailing byte is held for the next call (P5.9), and the
+    filter runs in float32 rather than libsoxr's int16 mode, because that mode
+    dithers its output and the dither comes out differently for different
+    framings. Rounding back to int16 is done here, vectorised.
+    """
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        self.in_rate = in_rate
+        self.out_rate = out_rate
+        self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=RESAMPLER_QUALITY)
+        self._odd_byte = b""
+        self._ended = False
 
     def feed(self, data: bytes) -> bytes:
-        if self.format.encoding != "linear16":
-            return data
-        # P5.9: an odd-length frame keeps its dangling byte for the next one.
-        if self._pending:
-            data = self._pending + data
+        """Resample `data`; returns what the filter can already give (maybe b"")."""
+        if self._ended:
+            # Audio after flush() starts a new stream rather than failing.
+            self._stream.clear()
+            self._ended = False
+        if self._odd_byte:
+            data = self._odd_byte + data
+            self._odd_byte = b""
         if len(data) & 1:
-            self._pending = data[-1:]
+            self._odd_byte = data[-1:]
+            data = data[:-1]
+        if not data:
+            return b""
+        samples = np.frombuffer(data, dtype=_PCM16).astype(np.float32)
+        return _to_pcm16(self._stream.resample_chunk(samples))
+
+    def flush(self) -> bytes:
+        """End of the stream: the filter's tail, so no sample is lost.
+
+        A dangling odd byte is half a sample and is dropped.
+        """
+        self._odd_byte = b""
+        if self._ended:
+            return b""
+        self._ended = True
+        return _to_pcm16(self._stream.resample_chunk(_EMPTY, last=True))
+
+
+def _to_pcm16(samples: np.ndarray) -> bytes:
+    if not samples.size:
+        return b""
+    np.rint(samples, out=samples)
+    np.clip(samples, -32768, 32767, out=samples)
+    return samples.astype(_PCM16).tobytes()
+
+
+class _EvenBytes:
+    """linear16 pass-through that never splits a sample across two frames (P5.9)."""
+
+    def __init__(self) -> None:
+        self._odd_byte = b""
+
+    def feed(self, data: bytes) -> bytes:
+        if self._odd_byte:
+            data = self._odd_byte + data
+            self._odd_byte = b""
+        if len(data) & 1:
+            self._odd_byte = data[-1:]
             return data[:-1]
-        self._pending = b""
         return data
 
+    def flush(self) -> bytes:
+        self._odd_byte = b""
+        return b""
 
-class OutboundStream:
-    """Upstream agent speech -> client format, one per response."""
 
-    def __init__(self, fmt: AudioFormat) -> None:
-        self.format = fmt
+class _Unchanged:
+    """G.711: one byte per sample, same format on both sides."""
 
     def feed(self, data: bytes) -> bytes:
         return data
 
     def flush(self) -> bytes:
-        """End of the response's audio: return whatever the stream still holds."""
         return b""
+
+
+def _converter(fmt: AudioFormat, in_rate: int, out_rate: int) -> PcmResampler | _EvenBytes | _Unchanged:
+    if fmt.encoding != "linear16":
+        return _Unchanged()
+    if in_rate == out_rate:
+        return _EvenBytes()
+    return PcmResampler(in_rate, out_rate)
+
+
+class InboundStream:
+    """Client microphone audio -> upstream format, one per connection (P5.9)."""
+
+    def __init__(self, fmt: AudioFormat) -> None:
+        self.format = fmt
+        self._converter = _converter(fmt, fmt.sample_rate, UPSTREAM_PCM_RATE)
+
+    def feed(self, data: bytes) -> bytes:
+        return self._converter.feed(data)
+
+    def flush(self) -> bytes:
+        """End of the client's audio: the resampler's tail (b"" when none)."""
+        return self._converter.flush()
+
+
+class OutboundStream:
+    """Upstream agent speech -> client format, one per response (P6 audio row).
+
+    A fresh stream per response means no filter state leaks from one
+    response's audio into the next one's.
+    """
+
+    def __init__(self, fmt: AudioFormat) -> None:
+        self.format = fmt
+        self._converter = _converter(fmt, UPSTREAM_PCM_RATE, fmt.sample_rate)
+
+    def feed(self, data: bytes) -> bytes:
+        return self._converter.feed(data)
+
+    def flush(self) -> bytes:
+        """End of the response's audio: return whatever the stream still holds."""
+        return self._converter.flush()

@@ -32,13 +32,16 @@ MAX_PCM_RATE = 48000
 SUPPORTED_PCM_RATES = range(MIN_PCM_RATE, MAX_PCM_RATE + 1)
 
 # libsoxr quality preset. Measured with bench/resample_cost.py (see
-# bench/README.md): the cost per 20 ms frame is dominated by the call itself,
-# so QQ..HQ cost the same to within noise. What differs is speech quality and
-# delay: QQ (cubic) lets a 10 kHz tone alias to 6 kHz at -3 dB when going
-# 24 -> 16 kHz; LQ already takes 13 dB off a 7 kHz tone at 16 -> 24 kHz
-# (fricatives); MQ and HQ are flat to the band edge and hold back the same
-# ~20 ms on average, and HQ rejects aliases better (-138 vs -119 dB). VHQ
-# doubles the delay at some rate pairs for nothing audible in speech.
+# bench/README.md): per 20 ms frame the cost is mostly the call itself, so
+# LQ, MQ and HQ cost the same to within noise. What differs is speech quality
+# and delay. QQ (cubic) aliases a 10 kHz tone to 6 kHz at only -3 dB going
+# 24 -> 16 kHz. LQ holds back half as much (about 11 ms on average at 16 kHz)
+# but its early roll-off takes 13 dB off 7 kHz at 16 kHz and 8 dB off 3.4 kHz
+# at 8 kHz, i.e. the top of the telephone band. MQ and HQ are flat to the band
+# edge and both hold back about 21 ms on average at 16-48 kHz (about 42 ms at
+# 8 kHz, where libsoxr's blocks span more time); HQ rejects aliases better
+# (-138 vs -119 dB) for the same cost. VHQ doubles the delay at 16 kHz for
+# nothing audible in speech.
 RESAMPLER_QUALITY = "HQ"
 
 _PCM16 = np.dtype("<i2")

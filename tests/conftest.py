@@ -34,7 +34,8 @@ async def fake(nursery: trio.Nursery) -> AsyncIterator[FakeRealtime]:
 
 
 def make_config(fake: FakeRealtime, **overrides: Any) -> Config:
-    return Config(api_key=TEST_KEY, port=0, upstream_url=fake.url, **overrides)
+    # Any default here (upstream_url too) may be overridden by a test.
+    return Config(**{"api_key": TEST_KEY, "port": 0, "upstream_url": fake.url, **overrides})
 
 
 @attrs.define

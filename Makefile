@@ -19,3 +19,29 @@ proxy: install
 
 test: install
 	$(PY) -m pytest -q $(ARGS)
+
+# ---- running as a systemd service (README "Running as a service")
+SERVICE_NAME ?= openai-proxy
+SERVICE_DIR ?= /etc/systemd/system
+SERVICE_OUT ?= $(SERVICE_DIR)/$(SERVICE_NAME).service
+SERVICE_PYTHON ?= $(abspath $(PY))
+ENV_FILE ?= $(CURDIR)/.env
+
+.PHONY: render-service install-service chat
+
+# Fill the unit template with this checkout's real paths (no install, no root).
+render-service:
+	sed -e 's|@PYTHON@|$(SERVICE_PYTHON)|g' -e 's|@WORKDIR@|$(CURDIR)|g' -e 's|@ENV_FILE@|$(ENV_FILE)|g' \
+		scripts/openai-proxy.service > $(SERVICE_OUT)
+
+install-service: install
+	@test -f $(ENV_FILE) || { echo "$(ENV_FILE) is missing: cp .env.example .env and set OPENAI_API_KEY"; exit 1; }
+	$(MAKE) --no-print-directory render-service
+	systemctl daemon-reload
+	@echo "installed $(SERVICE_OUT); start it with: sudo systemctl enable --now $(SERVICE_NAME)"
+
+# A quick turn without a browser: make chat TEXT="Hello" [URL=ws://127.0.0.1:8080/openai]
+URL ?= ws://127.0.0.1:8080/openai
+TEXT ?= Hello
+chat: install
+	$(PY) -m proxy.chat --url '$(URL)' --text '$(TEXT)' $(ARGS)

@@ -17,7 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     from . import logs
     from .app import run
 
-    logs.configure(config.log_level, config.log_format)
+    # P1.5, P2.7: the key and the client tokens are masked in every log line.
+    logs.configure(config.log_level, config.log_format, secrets=(config.api_key, *config.auth_tokens))
     return run(config)
 
 

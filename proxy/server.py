@@ -237,7 +237,13 @@ class Connection:
         failure: tuple[int | None, str] | None = None
         try:
             with trio.fail_after(config.upstream_connect_timeout_s):
-                self.upstream = await socket_nursery.start(self._upstream_socket)
+                self.upstream = await connect_websocket_url(
+                    socket_nursery,
+                    config.upstream_url,
+                    extra_headers=[(b"authorization", f"Bearer {config.api_key}".encode())],  # P1.5
+                    max_message_size=UPSTREAM_MAX_MESSAGE,
+                    receive_buffer_size=None,
+                )
         except ConnectionRejected as rejected:
             failure = (rejected.status_code, f"HTTP {rejected.status_code}")
         except trio.TooSlowError:
@@ -258,37 +264,6 @@ class Connection:
             except ConnectionClosed:
                 await trio.sleep_forever()  # the reader reports the close
 
-    async def _upstream_socket(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-        """Open the upstream; `task_status.started(connection)` once open, then run its reader.
-
-        trio-websocket reports a rejected handshake (a non-101 answer) from the
-        socket's reader task, i.e. into the nursery that task runs in. Owning
-        that nursery here turns it into ConnectionRejected raised from
-        `nursery.start`, so it becomes an Error for the client (P2.3) instead
-        of tearing the client's connection down.
-        """
-        config = self.config
-        failure: Exception | None = None
-        try:
-            async with trio.open_nursery() as reader_nursery:
-                connection = await connect_websocket_url(
-                    reader_nursery,
-                    config.upstream_url,
-                    extra_headers=[(b"authorization", f"Bearer {config.api_key}".encode())],  # P1.5
-                    max_message_size=UPSTREAM_MAX_MESSAGE,
-                    receive_buffer_size=None,
-                )
-                task_status.started(connection)
-        except BaseExceptionGroup as group:
-            # One failure (rejected, refused, DNS, TLS): hand it on bare, so
-            # the caller's `except` clauses see what it is.
-            leaves = _leaves(group)
-            if len(leaves) != 1 or not isinstance(leaves[0], Exception):
-                raise
-            failure = leaves[0]
-        if failure is not None:
-            raise failure  # outside the except block: keeps the failure's own context
-
     async def _upstream_reader(self, inbound: trio.MemorySendChannel) -> None:
         upstream = self.upstream
         assert upstream is not None
@@ -305,13 +280,6 @@ class Connection:
                 await inbound.send((UPSTREAM_TEXT, message))
             else:
                 self.log.warning("dropped binary frame from upstream", extra={"direction": "upstream"})  # P6.3
-
-
-def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
-    leaves: list[BaseException] = []
-    for error in group.exceptions:
-        leaves.extend(_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])
-    return leaves
 
 
 @attrs.define

@@ -20,6 +20,7 @@ import logging
 import ssl
 import uuid
 from functools import partial
+from time import perf_counter_ns
 from typing import Any
 
 import attrs
@@ -36,6 +37,8 @@ from trio_websocket import (
 
 from .config import Config
 from .handshake import decide
+from .metrics import TRANSLATION_SAMPLE_EVERY, Metrics
+from .protocol.deepgram import Error as ErrorMessage
 from .protocol.wire import encode_client, encode_upstream
 from .translate import (
     CancelTimer,
@@ -60,6 +63,7 @@ CLOSE_TIMEOUT_S = 1.0
 
 # What the readers and timers tell the translator.
 CLIENT_TEXT, CLIENT_AUDIO, UPSTREAM_TEXT, UPSTREAM_CLOSED, UPSTREAM_FAILED, TIMER, GOING_AWAY = range(7)
+EVENT_NAMES = ("client_text", "client_audio", "upstream_text", "upstream_closed", "upstream_failed", "timer", "going_away")
 
 
 class ConnectionLog(logging.LoggerAdapter):
@@ -79,7 +83,10 @@ class Connection:
     connection_id: str
     log: ConnectionLog
     upstream: WebSocketConnection | None = None
+    # Plain integer counters, shared by the server's connections (read at scrape time).
+    metrics: Metrics = attrs.Factory(Metrics)
     _inbound: Any = None  # send side of the translator's channel
+    _frame_debug: bool = False  # frame-level log records only at debug
     _timers: dict[str, trio.CancelScope] = attrs.Factory(dict)
 
     async def run(self) -> None:
@@ -131,6 +138,7 @@ class Connection:
 
     async def _client_reader(self, inbound: trio.MemorySendChannel) -> None:
         client = self.client
+        metrics = self.metrics
         while True:
             try:
                 message = await client.get_message()
@@ -141,6 +149,8 @@ class Connection:
                     extra={"client_close_code": reason.code if reason else None, "direction": "client"},
                 )
                 return
+            metrics.frames_client_to_proxy += 1
+            metrics.bytes_client_to_proxy += len(message)
             if type(message) is bytes:
                 await inbound.send((CLIENT_AUDIO, message))
             else:
@@ -154,10 +164,19 @@ class Connection:
         to_upstream: trio.MemorySendChannel,
         nursery: trio.Nursery,
     ) -> None:
+        self._frame_debug = self.log.isEnabledFor(logging.DEBUG)
         await self._act(session.start(trio.current_time()), to_client, to_upstream, nursery)
+        metrics = self.metrics
+        countdown = 0
         async for item in inbound:
             kind = item[0]
             now = trio.current_time()
+            # Metrics: time one event in TRANSLATION_SAMPLE_EVERY through the session.
+            countdown -= 1
+            started = 0
+            if countdown < 0:
+                countdown = TRANSLATION_SAMPLE_EVERY - 1
+                started = perf_counter_ns()
             if kind == CLIENT_AUDIO:
                 actions = session.client_audio(item[1], now)
             elif kind == UPSTREAM_TEXT:
@@ -172,6 +191,8 @@ class Connection:
                 actions = session.upstream_failed(item[1], item[2], now)
             else:
                 actions = session.going_away()
+            if started:
+                metrics.translated(EVENT_NAMES[kind], perf_counter_ns() - started)
             await self._act(actions, to_client, to_upstream, nursery)
 
     async def _act(
@@ -186,9 +207,16 @@ class Connection:
             if kind is ToClientAudio:
                 await to_client.send(action.data)
             elif kind is ToUpstream:
+                if self._frame_debug:
+                    self.log.debug("to upstream", extra={"direction": "upstream", "message_type": action.event.TYPE})
                 await to_upstream.send(encode_upstream(action.event))
             elif kind is ToClient:
-                await to_client.send(encode_client(action.message))
+                message = action.message
+                if type(message) is ErrorMessage:
+                    self.metrics.errors[message.code] += 1
+                if self._frame_debug:
+                    self.log.debug("to client", extra={"direction": "client", "message_type": message.TYPE})
+                await to_client.send(encode_client(message))
             elif kind is CloseClient:
                 await to_client.send(action)
             elif kind is StartTimer:
@@ -215,11 +243,14 @@ class Connection:
 
     async def _client_writer(self, frames: trio.MemoryReceiveChannel) -> None:
         client = self.client
+        metrics = self.metrics
         async for frame in frames:
             if type(frame) is CloseClient:
                 self.log.info("closing client", extra={"client_close_code": frame.code, "reason": frame.reason})
                 await client.aclose(frame.code, frame.reason)
                 return
+            metrics.frames_proxy_to_client += 1
+            metrics.bytes_proxy_to_client += len(frame)
             try:
                 await client.send_message(frame)
             except ConnectionClosed:
@@ -235,15 +266,10 @@ class Connection:
         """Connect (P2.3), then start the upstream reader and write frames until done."""
         config = self.config
         failure: tuple[int | None, str] | None = None
+        started = trio.current_time()
         try:
             with trio.fail_after(config.upstream_connect_timeout_s):
-                self.upstream = await connect_websocket_url(
-                    socket_nursery,
-                    config.upstream_url,
-                    extra_headers=[(b"authorization", f"Bearer {config.api_key}".encode())],  # P1.5
-                    max_message_size=UPSTREAM_MAX_MESSAGE,
-                    receive_buffer_size=None,
-                )
+                self.upstream = await socket_nursery.start(self._upstream_socket)
         except ConnectionRejected as rejected:
             failure = (rejected.status_code, f"HTTP {rejected.status_code}")
         except trio.TooSlowError:
@@ -252,21 +278,58 @@ class Connection:
             cause = error.__cause__ or error.__context__ or error
             failure = (None, type(cause).__name__ if not str(cause) else f"{type(cause).__name__}: {cause}")
         if failure is not None:
+            self.metrics.upstream_connect_failures += 1
             self.log.error("upstream connect failed", extra={"status": failure[0], "detail": failure[1]})
             await inbound.send((UPSTREAM_FAILED, *failure))
             await trio.sleep_forever()  # the translator closes the client, which ends us
+        self.metrics.upstream_connect.observe(trio.current_time() - started)
         self.log.info("upstream connected", extra={"direction": "upstream"})
         nursery.start_soon(self._until_done, nursery, self._upstream_reader, inbound)
         upstream = self.upstream
+        metrics = self.metrics
         async for frame in frames:
+            metrics.frames_proxy_to_upstream += 1
+            metrics.bytes_proxy_to_upstream += len(frame)
             try:
                 await upstream.send_message(frame)
             except ConnectionClosed:
                 await trio.sleep_forever()  # the reader reports the close
 
+    async def _upstream_socket(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """Open the upstream; `task_status.started(connection)` once open, then run its reader.
+
+        trio-websocket reports a rejected handshake (a non-101 answer) from the
+        socket's reader task, i.e. into the nursery that task runs in. Owning
+        that nursery here turns it into ConnectionRejected raised from
+        `nursery.start`, so it becomes an Error for the client (P2.3) instead
+        of tearing the client's connection down.
+        """
+        config = self.config
+        failure: Exception | None = None
+        try:
+            async with trio.open_nursery() as reader_nursery:
+                connection = await connect_websocket_url(
+                    reader_nursery,
+                    config.upstream_url,
+                    extra_headers=[(b"authorization", f"Bearer {config.api_key}".encode())],  # P1.5
+                    max_message_size=UPSTREAM_MAX_MESSAGE,
+                    receive_buffer_size=None,
+                )
+                task_status.started(connection)
+        except BaseExceptionGroup as group:
+            # One failure (rejected, refused, DNS, TLS): hand it on bare, so
+            # the caller's `except` clauses see what it is.
+            leaves = _leaves(group)
+            if len(leaves) != 1 or not isinstance(leaves[0], Exception):
+                raise
+            failure = leaves[0]
+        if failure is not None:
+            raise failure  # outside the except block: keeps the failure's own context
+
     async def _upstream_reader(self, inbound: trio.MemorySendChannel) -> None:
         upstream = self.upstream
         assert upstream is not None
+        metrics = self.metrics
         while True:
             try:
                 message = await upstream.get_message()
@@ -276,10 +339,19 @@ class Connection:
                 self.log.info("upstream closed", extra={"upstream_close_code": code, "direction": "upstream"})
                 await inbound.send((UPSTREAM_CLOSED, code, reason.reason if reason else None))
                 await trio.sleep_forever()  # the translator closes the client, which ends us
+            metrics.frames_upstream_to_proxy += 1
+            metrics.bytes_upstream_to_proxy += len(message)
             if type(message) is str:
                 await inbound.send((UPSTREAM_TEXT, message))
             else:
                 self.log.warning("dropped binary frame from upstream", extra={"direction": "upstream"})  # P6.3
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for error in group.exceptions:
+        leaves.extend(_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])
+    return leaves
 
 
 @attrs.define
@@ -288,6 +360,7 @@ class ProxyServer:
 
     config: Config
     connections: set[Connection] = attrs.Factory(set)
+    metrics: Metrics = attrs.Factory(Metrics)
     port: int | None = None
     accepting: bool = True
     _listener_scope: trio.CancelScope | None = None
@@ -365,6 +438,7 @@ class ProxyServer:
             decision = attrs.evolve(decision, status=503, reason="too many connections")
         if decision.status is not None:
             log.info("handshake rejected", extra={"status": decision.status, "reason": decision.reason})
+            self.metrics.connection_ended("rejected", decision.status)
             await request.reject(decision.status, body=decision.reason.encode())
             return
         client = await request.accept(subprotocol=decision.subprotocol)
@@ -372,7 +446,7 @@ class ProxyServer:
         connection_log = ConnectionLog(
             log, {"connection_id": connection_id, "trace_id": decision.trace_id or connection_id}
         )
-        connection = Connection(config, client, connection_id, connection_log)
+        connection = Connection(config, client, connection_id, connection_log, metrics=self.metrics)
         if not self.connections:
             self._all_closed = trio.Event()
         self.connections.add(connection)
@@ -383,4 +457,6 @@ class ProxyServer:
             self.connections.discard(connection)
             if not self.connections:
                 self._all_closed.set()
-            connection_log.info("connection ended")
+            closed = client.closed
+            self.metrics.connection_ended("closed", closed.code if closed is not None else None)
+            connection_log.info("connection ended", extra={"client_close_code": closed.code if closed else None})

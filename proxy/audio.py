@@ -45,6 +45,8 @@ SUPPORTED_PCM_RATES = range(MIN_PCM_RATE, MAX_PCM_RATE + 1)
 RESAMPLER_QUALITY = "HQ"
 
 _PCM16 = np.dtype("<i2")
+_PCM16_MIN = np.float32(-32768)
+_PCM16_MAX = np.float32(32767)
 _EMPTY = np.zeros(0, dtype=np.float32)
 
 
@@ -147,8 +149,12 @@ class PcmResampler:
 def _to_pcm16(samples: np.ndarray) -> bytes:
     if not samples.size:
         return b""
+    # Overshoot past full scale saturates; a bare cast would wrap it around.
+    # maximum/minimum with float32 bounds: np.clip costs several times more per
+    # 20 ms frame.
     np.rint(samples, out=samples)
-    np.clip(samples, -32768, 32767, out=samples)
+    np.maximum(samples, _PCM16_MIN, out=samples)
+    np.minimum(samples, _PCM16_MAX, out=samples)
     return samples.astype(_PCM16).tobytes()
 
 

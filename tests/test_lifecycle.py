@@ -9,6 +9,8 @@ import base64
 import logging
 import os
 import socket
+import ssl
+from functools import partial
 
 import pytest
 import trio
@@ -148,9 +150,13 @@ async def expect_upstream_failure(proxy, code: str, close: int) -> dict:
 
 
 async def test_p2_3_connection_refused(proxy_factory, fake):
-    proxy = await proxy_factory(upstream_url=f"ws://127.0.0.1:{free_port()}/v1/realtime")
+    port = free_port()
+    proxy = await proxy_factory(upstream_url=f"ws://127.0.0.1:{port}/v1/realtime")
     with trio.fail_after(DEADLINE):
-        await expect_upstream_failure(proxy, "UPSTREAM_UNAVAILABLE", 1011)
+        error = await expect_upstream_failure(proxy, "UPSTREAM_UNAVAILABLE", 1011)
+        # The client never learns where the upstream is (PROTOCOL preamble): no host, no port.
+        assert "127.0.0.1" not in error["description"] and str(port) not in error["description"]
+        assert "refused" in error["description"]
         # The server survives: the next client gets the same clear answer.
         await expect_upstream_failure(proxy, "UPSTREAM_UNAVAILABLE", 1011)
         await wait_until(lambda: not proxy.server.connections)
@@ -159,7 +165,24 @@ async def test_p2_3_connection_refused(proxy_factory, fake):
 async def test_p2_3_dns_failure(proxy_factory, fake):
     proxy = await proxy_factory(upstream_url="ws://no-such-host.invalid/v1/realtime")
     with trio.fail_after(DEADLINE):
-        await expect_upstream_failure(proxy, "UPSTREAM_UNAVAILABLE", 1011)
+        error = await expect_upstream_failure(proxy, "UPSTREAM_UNAVAILABLE", 1011)
+        assert "no-such-host" not in error["description"]
+
+
+async def test_p2_3_tls_failure_names_no_host(proxy_factory, fake, nursery):
+    """A wss:// upstream that answers in plain text: UNAVAILABLE, and no host in the text."""
+
+    async def plain_text(stream: trio.SocketStream) -> None:
+        await stream.send_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        await stream.aclose()
+
+    listeners = await nursery.start(partial(trio.serve_tcp, plain_text, 0, host="127.0.0.1"))
+    port = listeners[0].socket.getsockname()[1]
+    proxy = await proxy_factory(upstream_url=f"wss://127.0.0.1:{port}/v1/realtime")
+    with trio.fail_after(DEADLINE):
+        error = await expect_upstream_failure(proxy, "UPSTREAM_UNAVAILABLE", 1011)
+        assert "127.0.0.1" not in error["description"] and str(port) not in error["description"]
+        assert "TLS" in error["description"]
 
 
 @pytest.mark.parametrize(
@@ -201,6 +224,48 @@ async def test_p2_3_tcp_accepted_but_never_answered(proxy_factory, fake, nursery
             await expect_upstream_failure(proxy, "UPSTREAM_UNAVAILABLE", 1011)
     finally:
         silent.close()
+
+
+async def test_p2_3_wss_upstream_with_a_trusted_certificate_works(proxy_factory, fake, nursery, monkeypatch, tmp_path):
+    """The TLS path to the upstream (done before the WebSocket handshake) verifies and then serves a turn."""
+    import trustme
+
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate.configure_cert(server_context)
+    ca_file = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # read by ssl.create_default_context()
+
+    async def relay(tls: trio.SSLStream) -> None:
+        """TLS in front of the plain fake: bytes both ways until either side ends."""
+        plain = await trio.open_tcp_stream("127.0.0.1", fake.port)
+
+        async def pump(source, sink) -> None:
+            try:
+                async for chunk in source:
+                    await sink.send_all(chunk)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            finally:
+                await trio.aclose_forcefully(sink)
+
+        async with trio.open_nursery() as pumps:
+            pumps.start_soon(pump, tls, plain)
+            pumps.start_soon(pump, plain, tls)
+
+    listeners = await nursery.start(partial(trio.serve_ssl_over_tcp, relay, 0, server_context, host="127.0.0.1"))
+    port = listeners[0].transport_listener.socket.getsockname()[1]
+    proxy = await proxy_factory(upstream_url=f"wss://127.0.0.1:{port}/v1/realtime?model=gpt-realtime")
+    with trio.fail_after(DEADLINE):
+        async with proxy.connect() as client:
+            await client.settings()
+            await client.next("SettingsApplied")
+            await text_turn(client)
+        upstream = await fake.next_connection()
+        assert upstream.path == "/v1/realtime?model=gpt-realtime"
+        assert upstream.headers["authorization"].startswith("Bearer ")
 
 
 # ------------------------------------------------------------------ P2.4

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 import trio
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
 from .metrics import ProxyCollector
@@ -29,6 +29,9 @@ log = logging.getLogger("proxy.admin")
 
 MAX_REQUEST_HEAD = 8192
 REQUEST_TIMEOUT_S = 5.0
+# The classic text exposition format, which `generate_latest` writes and every
+# Prometheus version reads.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
@@ -67,7 +70,7 @@ class AdminServer:
             if self.server.accepting and self.server.port is not None:
                 return 200, "text/plain; charset=utf-8", b"ready\n"
             return 503, "text/plain; charset=utf-8", b"not accepting connections\n"
-        return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
+        return 200, METRICS_CONTENT_TYPE, generate_latest(self.registry)
 
     async def _handle(self, stream: trio.abc.Stream) -> None:
         try:

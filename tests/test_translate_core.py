@@ -270,6 +270,12 @@ INVALID_SETTINGS_CASES = {
         "audio.input.sample_rate",
     ),
     "prompt as a number": (settings_with(agent__think__prompt=42), "agent.think.prompt"),
+    # An object given as another JSON type must not pass as an empty object.
+    "agent as a string": (settings_with(agent="my-reusable-agent-id"), "agent"),
+    "audio as a list": (settings_with(audio=[1]), "audio"),
+    "audio.input as a string": (settings_with(audio__input="linear16"), "audio.input"),
+    "context.messages as a string": (settings_with(agent__context={"messages": "hi"}), "agent.context.messages"),
+    "a context message as a number": (settings_with(agent__context={"messages": [7]}), "agent.context.messages"),
 }
 
 

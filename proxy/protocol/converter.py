@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import attrs
 import cattrs
-from cattrs.gen import make_dict_unstructure_fn, override
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 T = TypeVar("T")
 
@@ -48,6 +48,27 @@ converter.register_structure_hook(int, _strict(int, "a whole number"))
 converter.register_structure_hook(float, _strict(float, "a number"))
 converter.register_structure_hook(bool, _strict(bool, "true or false"))
 converter.register_structure_hook(dict, _strict(dict, "an object"))
+
+
+def _object_only(cls: type) -> Any:
+    """An attrs model is structured from a JSON object only (P3.7).
+
+    cattrs would otherwise build a model whose fields are all optional from
+    any value at all: `"agent": "some-id"` or `"audio": [1]` passed as an
+    empty object, and a Settings the proxy cannot honour got no Error.
+    """
+    plain = make_dict_structure_fn(cls, converter)
+
+    def structure(value: Any, _: type) -> Any:
+        if not isinstance(value, dict):
+            kind = "null" if value is None else "a list" if isinstance(value, list) else type(value).__name__
+            raise TypeError(f"expected an object, got {kind}")
+        return plain(value, cls)
+
+    return structure
+
+
+converter.register_structure_hook_factory(attrs.has, _object_only)
 
 
 def _omit_none_fields(cls: type) -> Any:

@@ -249,3 +249,20 @@ async def test_p4_turn_detection_none_from_the_proxy_config(proxy_factory, fake)
             session = (await upstream.next("session.update"))["session"]
             assert session["audio"]["input"]["turn_detection"] is None
             assert session["audio"]["input"]["transcription"]["model"] == "gpt-4o-transcribe"
+
+
+async def test_p3_1_second_settings_answered_at_once_with_nothing_upstream(proxy, fake):
+    changed = settings({"think": {"prompt": "A different prompt."}})
+    with trio.fail_after(5):
+        async with proxy.connect() as client:
+            await client.settings()
+            await client.next("SettingsApplied")
+            upstream = await fake.next_connection()
+            await client.settings(changed)
+            await client.next("SettingsApplied")
+            # A turn after it proves the proxy went on; still one session.update.
+            await client.send({"type": "InjectUserMessage", "content": "hello"})
+            await client.next("AgentAudioDone")
+            kinds = [event["type"] for event in upstream.received]
+            assert kinds.count("session.update") == 1
+            assert upstream.session["instructions"] == DEFAULT_SETTINGS["agent"]["think"]["prompt"]

@@ -1,0 +1,132 @@
+"""Structured logs: the fields each record carries, and what a record must never carry (P1.5, P2.7, P2.8)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import signal
+import sys
+
+import trio
+
+from proxy import logs
+from proxy.testing import open_agent_client
+
+from .conftest import TEST_KEY
+from .daemon import running_proxy
+
+CLIENT_TOKEN = "tok-" + "c" * 28
+# Distinctive audio both ways, so its base64 is recognisable anywhere in the logs.
+MIC_FRAMES = [bytes((i * 7 + j) % 256 for j in range(960)) for i in range(1, 4)]
+AGENT_AUDIO = bytes((j * 13 + 5) % 256 for j in range(2880))
+
+
+async def full_session(fake, daemon) -> None:
+    """A spoken turn, a text turn, a bad message, then a normal close."""
+
+    async def reply(connection, create):
+        await connection.play_response(transcript="Sure thing.", audio=AGENT_AUDIO, create=create)
+
+    fake.responder = reply
+    url = f"{daemon.url}?traceId=trace-abc-123"
+    async with open_agent_client(url, subprotocols=["token", CLIENT_TOKEN]) as client:
+        await client.settings()
+        await client.next("SettingsApplied")
+        upstream = await fake.next_connection()
+        for frame in MIC_FRAMES:
+            await client.send_audio(frame)
+        await upstream.wait_audio(sum(map(len, MIC_FRAMES)))
+        await client.send({"type": "InjectUserMessage", "content": "Hello there"})
+        await client.wait_audio(len(AGENT_AUDIO))
+        await client.next("AgentAudioDone")
+        await client.send_text("{not json")
+        await client.next("Error")
+
+
+async def test_full_session_logs_never_carry_secrets_or_audio(fake):
+    """Debug level (the most verbose) over a whole session: grep the captured stderr."""
+    env = {"LOG_LEVEL": "debug", "OPENAI_PROXY_AUTH_TOKENS": f"other-token,{CLIENT_TOKEN}"}
+    with trio.fail_after(20):
+        async with running_proxy(fake.url, env=env) as daemon:
+            await full_session(fake, daemon)
+            await daemon.wait_for_line('"client.close_code"')
+            daemon.signal(signal.SIGTERM)
+            assert await daemon.wait() == 0
+    text = daemon.stderr
+    assert TEST_KEY not in text and TEST_KEY[8:] not in text  # P1.5, even in part
+    assert CLIENT_TOKEN not in text  # P2.7
+    assert "other-token" not in text
+    for frame in (*MIC_FRAMES, AGENT_AUDIO[:960]):
+        assert base64.b64encode(frame)[:32].decode() not in text
+        assert frame[:32].hex() not in text
+    assert "\\u0001\\u0000" not in text  # no raw PCM smuggled as a JSON string
+
+    records = daemon.records()
+    assert records and len(records) == len([line for line in daemon.lines if line.strip()]), "every line is JSON"
+    for record in records:
+        assert {"time", "level", "message"} <= record.keys()
+        assert record["time"].endswith("Z")
+    session = [r for r in records if r.get("connection_id")]
+    # P2.8: the client's traceId on every record of its connection.
+    assert session and all(r["trace_id"] == "trace-abc-123" for r in session)
+    assert len({r["connection_id"] for r in session}) == 1
+    # Frame-level records at debug, with direction and message type.
+    frames = [r for r in session if r["level"] == "debug" and r.get("message_type")]
+    kinds = {(r.get("direction"), r["message_type"]) for r in frames}
+    assert ("upstream", "session.update") in kinds
+    assert ("client", "SettingsApplied") in kinds
+    errors = [r for r in session if r.get("error.code")]
+    assert [r["error.code"] for r in errors] == ["INVALID_MESSAGE"]
+    closes = [r for r in session if "client.close_code" in r]
+    assert closes and closes[-1]["client.close_code"] == 1000
+
+
+async def test_info_level_has_no_frame_records_and_text_format(fake):
+    """`--log-format text`: one human line per record, no frame-level records at info."""
+    with trio.fail_after(20):
+        async with running_proxy(fake.url, "--log-format", "text") as daemon:
+            async with open_agent_client(daemon.url) as client:
+                await client.settings()
+                await client.next("SettingsApplied")
+            await daemon.wait_for_line("connection ended")
+            daemon.signal(signal.SIGTERM)
+            assert await daemon.wait() == 0
+    lines = [line for line in daemon.lines if line.strip()]
+    assert not any(line.startswith("{") for line in lines)
+    assert any(" INFO " in line and "listening on ws://127.0.0.1:" in line for line in lines)
+    connected = next(line for line in lines if "client connected" in line)
+    assert "connection_id=" in connected and "trace_id=" in connected and "direction=client" in connected
+    assert not any("to upstream" in line or "to client" in line for line in lines)
+    assert not any(" DEBUG " in line for line in lines)
+
+
+def make_record(message: str, **extra) -> logging.LogRecord:
+    record = logging.LogRecord("proxy", logging.ERROR, __file__, 1, message, (), None)
+    for key, value in extra.items():
+        setattr(record, key, value)
+    return record
+
+
+def test_fields_are_whitelisted_and_renamed():
+    record = make_record(
+        "closing", connection_id="c1", error_code="X", client_close_code=1001, audio=b"\x01\x02", api_key="sk-x"
+    )
+    entry = json.loads(logs.JsonFormatter().format(record))
+    assert entry["error.code"] == "X" and entry["client.close_code"] == 1001
+    assert "audio" not in entry and "api_key" not in entry and "error_code" not in entry
+    line = logs.TextFormatter().format(record)
+    assert "error.code=X" in line and "client.close_code=1001" in line and "audio" not in line
+
+
+def test_secrets_are_masked_even_in_messages_and_tracebacks():
+    """Second guard (P1.5): a secret that reaches a message or an exception text is masked."""
+    secret, token = "sk-live-" + "s" * 30, "tok-" + "t" * 20
+    try:
+        raise RuntimeError(f"upstream said no to Bearer {secret}")
+    except RuntimeError:
+        record = logging.LogRecord("proxy", logging.ERROR, __file__, 1, "token %s refused", (token,), sys.exc_info())
+    for formatter in (logs.JsonFormatter([secret, token]), logs.TextFormatter([secret, token])):
+        line = formatter.format(record)
+        assert secret not in line and token not in line
+        assert logs.REDACTED in line

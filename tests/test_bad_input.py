@@ -37,8 +37,9 @@ def upstream_types(upstream) -> list[str]:
         ('{"type": "SpeakFaster"}', "UNKNOWN_MESSAGE_TYPE"),
         ('{"type": "InjectUserMessage", "content": ""}', "INVALID_MESSAGE"),
         ('{"type": "InjectUserMessage", "content": ["a"]}', "INVALID_MESSAGE"),
+        ("[" * 200_000, "INVALID_MESSAGE"),
     ],
-    ids=["malformed", "array", "number", "unknown-type", "empty-inject", "inject-wrong-type"],
+    ids=["malformed", "array", "number", "unknown-type", "empty-inject", "inject-wrong-type", "deeply-nested"],
 )
 async def test_p5_10_bad_message_gets_error_and_connection_still_completes_a_turn(proxy, fake, frame, code):
     with trio.fail_after(DEADLINE):

@@ -408,6 +408,8 @@ def test_p5_9_odd_linear16_frame_keeps_its_dangling_byte():
         ('{"type": "NoSuchMessage"}', "UNKNOWN_MESSAGE_TYPE"),
         ('{"content": "no type"}', "UNKNOWN_MESSAGE_TYPE"),
         ('{"type": 5}', "UNKNOWN_MESSAGE_TYPE"),
+        ("[" * 100_000, "INVALID_MESSAGE"),  # deeper than the JSON parser's recursion limit
+        ('{"a":' * 100_000, "INVALID_MESSAGE"),
         ('{"type": "InjectUserMessage", "content": ""}', "INVALID_MESSAGE"),
         ('{"type": "InjectUserMessage", "content": "   "}', "INVALID_MESSAGE"),
         ('{"type": "InjectUserMessage"}', "INVALID_MESSAGE"),
@@ -630,7 +632,7 @@ def test_p6_unknown_type_is_logged_once_per_type(caplog):
     assert len(warnings) == 1
 
 
-@pytest.mark.parametrize("frame", ["{not json", "[]", '{"no_type": 1}', "null", '"text"'])
+@pytest.mark.parametrize("frame", ["{not json", "[]", '{"no_type": 1}', "null", '"text"', "[" * 100_000])
 def test_p6_3_unparseable_upstream_frame_is_dropped(frame):
     driver = Driver()
     driver.ready()

@@ -124,7 +124,7 @@ class Session:
         """A text frame from the client: one JSON message (P1.1)."""
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
             self._error("INVALID_MESSAGE", "message is not valid JSON")  # P5.10
             return self._flush()
         if not isinstance(data, dict):
@@ -165,7 +165,7 @@ class Session:
         try:
             event = json.loads(text)
             event_type = event["type"]
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):
             # P6.3: logged and dropped; never kills the connection.
             self.log.warning("dropped upstream frame that is not a JSON event", extra={"direction": "upstream"})
             return self._flush()

@@ -632,7 +632,11 @@ def test_p6_unknown_type_is_logged_once_per_type(caplog):
     assert len(warnings) == 1
 
 
-@pytest.mark.parametrize("frame", ["{not json", "[]", '{"no_type": 1}', "null", '"text"', "[" * 100_000])
+@pytest.mark.parametrize(
+    "frame",
+    ["{not json", "[]", '{"no_type": 1}', "null", '"text"', "[" * 100_000, '{"type": []}', '{"type": {"a": 1}}',
+     '{"type": 5}'],
+)
 def test_p6_3_unparseable_upstream_frame_is_dropped(frame):
     driver = Driver()
     driver.ready()

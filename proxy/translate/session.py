@@ -165,6 +165,8 @@ class Session:
         try:
             event = json.loads(text)
             event_type = event["type"]
+            if not isinstance(event_type, str):
+                raise TypeError("type is not a string")  # a list or object would not even hash
         except (ValueError, TypeError, KeyError, RecursionError):
             # P6.3: logged and dropped; never kills the connection.
             self.log.warning("dropped upstream frame that is not a JSON event", extra={"direction": "upstream"})

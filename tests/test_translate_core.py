@@ -276,6 +276,10 @@ INVALID_SETTINGS_CASES = {
     "audio.input as a string": (settings_with(audio__input="linear16"), "audio.input"),
     "context.messages as a string": (settings_with(agent__context={"messages": "hi"}), "agent.context.messages"),
     "a context message as a number": (settings_with(agent__context={"messages": [7]}), "agent.context.messages"),
+    "function parameters not an object": (
+        settings_with(agent__think__functions=[{"name": "f", "parameters": "{}"}]),
+        "agent.think.functions[0].parameters",
+    ),
 }
 
 

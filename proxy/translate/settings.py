@@ -111,6 +111,11 @@ def plan_session(settings: dg.Settings, *, turn_detection: str, transcription_mo
     agent = settings.agent or dg.Agent()
     think = agent.think or dg.Think()
     instructions = think.prompt or ""
+    for index, function in enumerate(think.functions):
+        # P3.7: a function's parameters are a JSON Schema, i.e. an object; the
+        # upstream would refuse the whole session.update over anything else.
+        if function.parameters is not None and not isinstance(function.parameters, dict):
+            raise InvalidSettings(f"agent.think.functions[{index}].parameters must be a JSON Schema object")
     tools = tools_from(think.functions)
     voice, voice_ignored = voice_from(agent.speak)
 

@@ -723,3 +723,23 @@ def test_p1_6_generated_ids_are_unique_and_short():
     assert all(0 < len(event_id) <= 32 for event_id in event_ids)
     item_ids = [e["item"]["id"] for e in driver.upstream_of("conversation.item.create") if "id" in e["item"]]
     assert len(set(item_ids)) == len(item_ids) == 50
+
+
+def test_p3_7_settings_refused_by_the_upstream_can_be_corrected():
+    """The upstream's `error` naming the first session.update: an Error, no SettingsApplied, a new Settings works."""
+    driver = Driver()
+    driver.settings()
+    update = driver.upstream_of("session.update")[0]
+    driver.audio(b"\x01\x02")  # held meanwhile (P3.6)
+    driver.clear()
+    driver.up("error", error={"type": "invalid_request_error", "code": "invalid_value", "message": "bad voice",
+                              "event_id": update["event_id"]})
+    assert [m["type"] for m in driver.client] == ["Error"]
+    assert driver.client[0]["code"] == "invalid_value" and "bad voice" in driver.client[0]["description"]
+    assert driver.closes == [] and driver.upstream == []
+    driver.clear()
+    driver.settings()
+    assert [e["type"] for e in driver.upstream] == ["session.update"]
+    driver.up("session.updated", session={"type": "realtime"})
+    assert driver.client == [{"type": "SettingsApplied"}]
+    assert appended_audio(driver) == b"\x01\x02"

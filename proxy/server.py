@@ -62,6 +62,10 @@ CHANNEL_SIZE = 64
 UPSTREAM_MAX_MESSAGE = 32 * 1024 * 1024
 # P2.5: the upstream is closed within one second of the client leaving.
 CLOSE_TIMEOUT_S = 1.0
+# A client must finish its opening handshake (TLS included) within this; a
+# stranger that connects and stalls, or speaks plain HTTP to a TLS port, holds
+# a socket that long, not trio-websocket's default of 60 s.
+HANDSHAKE_TIMEOUT_S = 10.0
 
 # What the readers and timers tell the translator.
 CLIENT_TEXT, CLIENT_AUDIO, UPSTREAM_TEXT, UPSTREAM_CLOSED, UPSTREAM_FAILED, TIMER, GOING_AWAY = range(7)
@@ -462,6 +466,7 @@ class ProxyServer:
                         handler_nursery=handlers,
                         max_message_size=config.max_frame_bytes,  # P5.11: bigger closes with 1009
                         receive_buffer_size=None,
+                        connect_timeout=HANDSHAKE_TIMEOUT_S,
                     )
                 )
                 self.port = server.port

@@ -743,3 +743,15 @@ def test_p3_7_settings_refused_by_the_upstream_can_be_corrected():
     driver.up("session.updated", session={"type": "realtime"})
     assert driver.client == [{"type": "SettingsApplied"}]
     assert appended_audio(driver) == b"\x01\x02"
+
+
+def test_p1_3_one_append_carries_at_most_15_mib_of_base64():
+    driver = Driver()
+    driver.ready()
+    audio = bytes(range(256)) * (48 * 1024)  # 12 MiB of audio: 16 MiB as base64
+    driver.audio(audio)
+    appends = driver.upstream_of("input_audio_buffer.append")
+    assert len(appends) == 2
+    assert all(len(event["audio"]) <= 15 * 1024 * 1024 for event in appends)
+    assert appended_audio(driver) == audio  # split, not cut: no byte lost or moved
+    assert all(len(base64.b64decode(event["audio"])) % 2 == 0 for event in appends)  # no PCM16 sample split

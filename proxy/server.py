@@ -157,10 +157,12 @@ class Connection:
                 return
             metrics.frames_client_to_proxy += 1
             metrics.bytes_client_to_proxy += len(message)
-            if type(message) is bytes:
-                await inbound.send((CLIENT_AUDIO, message))
-            else:
-                await inbound.send((CLIENT_TEXT, message))
+            item = (CLIENT_AUDIO, message) if type(message) is bytes else (CLIENT_TEXT, message)
+            # Hot path: hand over without a scheduling round-trip when there is room.
+            try:
+                inbound.send_nowait(item)
+            except trio.WouldBlock:
+                await inbound.send(item)
 
     async def _translator(
         self,
@@ -174,7 +176,20 @@ class Connection:
         await self._act(session.start(trio.current_time()), to_client, to_upstream, nursery)
         metrics = self.metrics
         countdown = 0
-        async for item in inbound:
+        receive_nowait = inbound.receive_nowait
+        while True:
+            # Drain what is ready before parking: each `await receive()` of a
+            # ready item costs a trip through the scheduler. The channel's
+            # capacity bounds how long this runs without a checkpoint.
+            try:
+                item = receive_nowait()
+            except trio.WouldBlock:
+                try:
+                    item = await inbound.receive()
+                except trio.EndOfChannel:
+                    return
+            except trio.EndOfChannel:
+                return
             kind = item[0]
             now = trio.current_time()
             # Metrics: time one event in TRANSLATION_SAMPLE_EVERY through the session.
@@ -211,11 +226,19 @@ class Connection:
         for action in actions:
             kind = type(action)
             if kind is ToClientAudio:
-                await to_client.send(action.data)
+                # The two hot actions skip the scheduler when the writer has room.
+                try:
+                    to_client.send_nowait(action.data)
+                except trio.WouldBlock:
+                    await to_client.send(action.data)
             elif kind is ToUpstream:
                 if self._frame_debug:
                     self.log.debug("to upstream", extra={"direction": "upstream", "message_type": action.event.TYPE})
-                await to_upstream.send(encode_upstream(action.event))
+                frame = encode_upstream(action.event)
+                try:
+                    to_upstream.send_nowait(frame)
+                except trio.WouldBlock:
+                    await to_upstream.send(frame)
             elif kind is ToClient:
                 message = action.message
                 if type(message) is ErrorMessage:
@@ -352,7 +375,10 @@ class Connection:
             metrics.frames_upstream_to_proxy += 1
             metrics.bytes_upstream_to_proxy += len(message)
             if type(message) is str:
-                await inbound.send((UPSTREAM_TEXT, message))
+                try:
+                    inbound.send_nowait((UPSTREAM_TEXT, message))
+                except trio.WouldBlock:
+                    await inbound.send((UPSTREAM_TEXT, message))
             else:
                 self.log.warning("dropped binary frame from upstream", extra={"direction": "upstream"})  # P6.3
 

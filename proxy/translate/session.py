@@ -16,6 +16,7 @@ from collections import deque
 from typing import Any
 
 import attrs
+import orjson
 
 from ..audio import InboundStream, OutboundStream
 from ..protocol import deepgram as dg
@@ -163,7 +164,8 @@ class Session:
     def upstream_text(self, text: str, now: float) -> list[Action]:
         """One upstream server event (P6)."""
         try:
-            event = json.loads(text)
+            # orjson: about a third of json's cost on the 50-a-second audio deltas.
+            event = orjson.loads(text)
             event_type = event["type"]
             if not isinstance(event_type, str):
                 raise TypeError("type is not a string")  # a list or object would not even hash

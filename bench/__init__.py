@@ -1,0 +1,1 @@
+"""Benchmark apparatus for the proxy: see bench/README.md."""

@@ -1,0 +1,332 @@
+"""The benchmark: a sweep of session counts through the proxy, and the floor without it.
+
+    python -m bench.run                 # short sweep (under 2 minutes)
+    python -m bench.run --long          # long sweep
+    python -m bench.run --counts 100 --duration 20 --workers 2
+
+For each session count it starts a fresh fake upstream (`bench.upstream`) and
+a fresh proxy (`python -m proxy`, a subprocess like in production), then runs
+the load generator (`bench.loadgen`) against it; the floor row runs the same
+load straight against the fake upstream. On a machine with two or more CPUs
+the proxy is pinned to CPU 0 and the apparatus to CPU 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .common import machine_busy_seconds, memory_kib
+
+ROOT = Path(__file__).resolve().parent.parent
+SHORT_COUNTS = (1, 10, 50, 100, 200)
+SHORT_FLOOR = (1, 100, 200)
+LONG_COUNTS = (1, 10, 50, 100, 150, 200, 250, 300, 400)
+LONG_FLOOR = (1, 50, 100, 200, 300, 400)
+
+
+@attrs.define
+class Row:
+    label: str
+    sessions: int
+    streaming: int = 0
+    up_p50: float = 0.0
+    up_p99: float = 0.0
+    down_p50: float = 0.0
+    down_p99: float = 0.0
+    up_lost: int = 0
+    down_lost: int = 0
+    errors: dict[str, int] = attrs.Factory(dict)
+    cpu_per_session_minute: float | None = None
+    proxy_cpu_percent: float | None = None
+    idle_rss_mb: float | None = None
+    rss_per_session_mb: float | None = None
+    apparatus_cpu_percent: float = 0.0
+    other_cpu_percent: float = 0.0  # everything else on the machine: noise if high
+    setup_s: float = 0.0
+
+
+def cpu_plan(workers: int) -> tuple[str, str]:
+    """(proxy CPUs, apparatus CPUs) as taskset-style lists; empty = no pinning."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return "", ""
+    if workers <= 1:
+        return str(cpus[0]), str(cpus[1])
+    # More than one worker needs every core; the apparatus shares the last one.
+    return ",".join(map(str, cpus)), str(cpus[-1])
+
+
+def percentile(sorted_values: array, fraction: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, int(round(fraction * (len(sorted_values) - 1))))
+    return sorted_values[index] / 1e6  # ns -> ms
+
+
+def read_latencies(path: str) -> array:
+    values = array("q")
+    size = os.path.getsize(path)
+    with open(path, "rb") as file:
+        values.fromfile(file, size // values.itemsize)
+    return array("q", sorted(values))
+
+
+def python_module(module: str, *args: str, cpus: str) -> list[str]:
+    command = [sys.executable, "-m", module, *args]
+    return (["taskset", "-c", cpus] + command) if cpus else command
+
+
+def python_module_tool(tool: str, *args: str, cpus: str) -> list[str]:
+    path = Path(sys.executable).with_name(tool)
+    command = [str(path) if path.exists() else tool, *args]
+    return (["taskset", "-c", cpus] + command) if cpus else command
+
+
+def process_tree(pid: int) -> list[int]:
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            pids += process_tree(int(child))
+    return pids
+
+
+def start_upstream(workdir: str, tag: str, cpus: str) -> tuple[subprocess.Popen, int, str]:
+    out = os.path.join(workdir, f"upstream-{tag}.json")
+    process = subprocess.Popen(
+        python_module("bench.upstream", "--out", out, "--cpus", cpus, cpus=""),
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = process.stdout.readline()
+    if not line:
+        raise RuntimeError("the fake upstream did not start")
+    return process, json.loads(line)["port"], out
+
+
+PROXY_DIR = ROOT
+
+
+def start_proxy(upstream_port: int, workdir: str, tag: str, cpus: str, workers: int, extra_env: dict[str, str]) -> tuple[subprocess.Popen, int, str]:
+    log_path = os.path.join(workdir, f"proxy-{tag}.log")
+    env = {
+        **os.environ,
+        "OPENAI_API_KEY": "bench",
+        "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{upstream_port}/v1/realtime?model=gpt-realtime",
+        "OPENAI_PROXY_PORT": "0",
+        "OPENAI_PROXY_WORKERS": str(workers),
+        **extra_env,
+    }
+    log_file = open(log_path, "w")
+    process = subprocess.Popen(python_module("proxy", cpus=cpus), cwd=PROXY_DIR, env=env, stderr=log_file, stdout=log_file)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        text = Path(log_path).read_text()
+        listening = [line for line in text.splitlines() if "listening on" in line]
+        if len(listening) >= max(1, workers):
+            port = int(listening[0].split("listening on ")[1].split(":")[2].split("/")[0])
+            return process, port, log_path
+        if process.poll() is not None:
+            raise RuntimeError(f"the proxy exited with {process.returncode}:\n{text[-2000:]}")
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("the proxy did not start listening within 20 s")
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run_row(
+    sessions: int,
+    duration: float,
+    *,
+    floor: bool,
+    workers: int,
+    workdir: str,
+    extra_env: dict[str, str],
+    profile: str | None = None,
+) -> Row:
+    proxy_cpus, apparatus_cpus = cpu_plan(workers)
+    tag = f"{'floor' if floor else 'proxy'}-{sessions}"
+    upstream, upstream_port, upstream_out = start_upstream(workdir, tag, apparatus_cpus)
+    proxy = None
+    try:
+        load_out = os.path.join(workdir, f"load-{tag}.json")
+        args = ["--sessions", str(sessions), "--duration", str(duration), "--out", load_out, "--cpus", apparatus_cpus,
+                "--upstream-pid", str(upstream.pid)]
+        idle_kib = 0
+        if floor:
+            args += ["--direct", "--url", f"ws://127.0.0.1:{upstream_port}/v1/realtime"]
+        else:
+            proxy, port, _log = start_proxy(upstream_port, workdir, tag, proxy_cpus, workers, extra_env)
+            time.sleep(0.3)  # let the workers settle before the idle reading
+            pids = process_tree(proxy.pid)
+            idle_kib = sum(memory_kib(pid)["VmRSS"] for pid in pids)
+            args += ["--url", f"ws://127.0.0.1:{port}/openai", "--proxy-pids", ",".join(map(str, pids))]
+        profiler = None
+        if profile and proxy is not None:
+            # py-spy samples from outside the proxy (its cost lands on the apparatus CPU).
+            profiler = subprocess.Popen(
+                python_module_tool("py-spy", "record", "--pid", str(proxy.pid), "--format", "raw", "--rate", "200",
+                                   "--output", f"{profile}-{sessions}.txt", cpus=apparatus_cpus),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        subprocess.run(python_module("bench.loadgen", *args, cpus=""), cwd=ROOT, check=True, timeout=duration + 120)
+        if profiler is not None:
+            stop(profiler, signal.SIGINT)
+        peak_kib = 0
+        if proxy is not None:
+            peak_kib = sum(memory_kib(pid)["VmHWM"] for pid in process_tree(proxy.pid))
+    finally:
+        if proxy is not None:
+            stop(proxy)
+        upstream.stdin.close()
+        upstream.wait(15)
+    load = json.loads(Path(load_out).read_text())
+    up = json.loads(Path(upstream_out).read_text())
+    up_latency = read_latencies(upstream_out + ".lat")
+    down_latency = read_latencies(load_out + ".lat")
+    window = load["window_s"] or 1.0
+    streaming = load["streaming"]
+    row = Row(
+        label="floor" if floor else ("ours" if workers <= 1 else f"ours x{workers}"),
+        sessions=sessions,
+        streaming=streaming,
+        up_p50=percentile(up_latency, 0.50),
+        up_p99=percentile(up_latency, 0.99),
+        down_p50=percentile(down_latency, 0.50),
+        down_p99=percentile(down_latency, 0.99),
+        up_lost=load["sent"] - up["received"],
+        down_lost=up["sent"] - load["received"],
+        errors=load["errors"] | ({"upstream binary": up["errors"]} if up["errors"] else {}),
+        apparatus_cpu_percent=100 * (load["loadgen_cpu_s"] + load["upstream_cpu_s"]) / window,
+        setup_s=load["setup_s"],
+    )
+    ours = load["loadgen_cpu_s"] + load["upstream_cpu_s"] + load["proxy_cpu_s"]
+    row.other_cpu_percent = max(0.0, 100 * (load["machine_busy_s"] - ours) / window)
+    if not floor and streaming:
+        row.cpu_per_session_minute = load["proxy_cpu_s"] / (streaming * window / 60)
+        row.proxy_cpu_percent = 100 * load["proxy_cpu_s"] / window
+        row.idle_rss_mb = idle_kib / 1024
+        row.rss_per_session_mb = (peak_kib - idle_kib) / 1024 / sessions
+    return row
+
+
+def wait_for_quiet(limit_percent: float, max_wait_s: float) -> float:
+    """Wait (up to `max_wait_s`) until the rest of the machine uses under `limit_percent` of a CPU.
+
+    Other work on a two-core machine skews every figure; returns the last reading.
+    """
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        before = machine_busy_seconds()
+        time.sleep(0.5)
+        busy = 100 * (machine_busy_seconds() - before) / 0.5
+        if busy < limit_percent or time.monotonic() >= deadline:
+            return busy
+        time.sleep(0.5)
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def table(rows: list[Row]) -> str:
+    header = (
+        "| run | sessions | up p50 ms | up p99 ms | down p50 ms | down p99 ms | lost up/down | errors "
+        "| proxy CPU % | CPU-s per session-min | idle RSS MB | RSS MB per session | apparatus CPU % | other CPU % |"
+    )
+    lines = [header, "|" + "|".join(["---"] * 14) + "|"]
+    for row in rows:
+        errors = sum(row.errors.values())
+        lines.append(
+            f"| {row.label} | {row.sessions} | {fmt(row.up_p50)} | {fmt(row.up_p99)} | {fmt(row.down_p50)} "
+            f"| {fmt(row.down_p99)} | {row.up_lost}/{row.down_lost} | {errors} | {fmt(row.proxy_cpu_percent, 0)} "
+            f"| {fmt(row.cpu_per_session_minute, 3)} | {fmt(row.idle_rss_mb, 1)} | {fmt(row.rss_per_session_mb, 3)} "
+            f"| {fmt(row.apparatus_cpu_percent, 0)} | {fmt(row.other_cpu_percent, 0)} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Benchmark the proxy under live-paced voice sessions.")
+    parser.add_argument("--long", action="store_true", help="the long sweep (more counts, 30 s each)")
+    parser.add_argument("--counts", default=None, help="session counts, comma-separated")
+    parser.add_argument("--floor-counts", default=None, help="session counts for the floor (no proxy); 'none' to skip")
+    parser.add_argument("--duration", type=float, default=None, help="seconds of audio per session")
+    parser.add_argument("--workers", type=int, default=1, help="proxy worker processes (OPENAI_PROXY_WORKERS)")
+    parser.add_argument("--env", action="append", default=[], help="extra NAME=VALUE for the proxy")
+    parser.add_argument("--json", default=None, help="also write the rows as JSON here")
+    parser.add_argument("--profile", default=None, help="py-spy the proxy; writes PREFIX-<sessions>.txt (raw)")
+    parser.add_argument("--quiet-wait", type=float, default=0.0,
+                        help="before each row wait up to this many seconds for the machine to be idle")
+    parser.add_argument("--proxy-dir", default=None, help="run the proxy from this checkout (A/B comparisons)")
+    args = parser.parse_args(argv)
+    if args.proxy_dir:
+        global PROXY_DIR
+        PROXY_DIR = Path(args.proxy_dir).resolve()
+    counts = [int(c) for c in args.counts.split(",")] if args.counts else list(LONG_COUNTS if args.long else SHORT_COUNTS)
+    if args.floor_counts == "none":
+        floor_counts: list[int] = []
+    elif args.floor_counts:
+        floor_counts = [int(c) for c in args.floor_counts.split(",")]
+    else:
+        floor_counts = [c for c in (LONG_FLOOR if args.long else SHORT_FLOOR) if args.counts is None or c in counts]
+    duration = args.duration or (30.0 if args.long else 5.0)
+    extra_env = dict(item.split("=", 1) for item in args.env)
+    proxy_cpus, apparatus_cpus = cpu_plan(args.workers)
+    print(
+        f"# {duration:g} s of audio per session; proxy CPUs [{proxy_cpus or 'any'}], apparatus CPUs "
+        f"[{apparatus_cpus or 'any'}], workers {args.workers}",
+        flush=True,
+    )
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="proxy-bench-") as workdir:
+        plan = [(count, False) for count in counts] + [(count, True) for count in floor_counts]
+        for count, floor in plan:
+            if args.quiet_wait:
+                wait_for_quiet(15.0, args.quiet_wait)
+            row = run_row(count, duration, floor=floor, workers=args.workers, workdir=workdir, extra_env=extra_env,
+                          profile=None if floor else args.profile)
+            rows.append(row)
+            errors = f" errors {row.errors}" if row.errors else ""
+            print(
+                f"{row.label:>8} {count:>4} sessions: up p99 {fmt(row.up_p99)} ms, down p99 {fmt(row.down_p99)} ms, "
+                f"lost {row.up_lost}/{row.down_lost}, CPU-s/session-min {fmt(row.cpu_per_session_minute, 3)}, "
+                f"apparatus CPU {fmt(row.apparatus_cpu_percent, 0)}%, other {fmt(row.other_cpu_percent, 0)}%{errors}",
+                flush=True,
+            )
+    print()
+    print(table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps([attrs.asdict(row) for row in rows], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

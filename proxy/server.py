@@ -294,7 +294,8 @@ class Connection:
     ) -> None:
         """Connect (P2.3), then start the upstream reader and write frames until done."""
         config = self.config
-        failure: tuple[int | None, str] | None = None
+        failure: tuple[int | None, str] | None = None  # (HTTP status, what the client is told)
+        log_detail: str | None = None  # the full story, for the log only
         started = trio.current_time()
         try:
             with trio.fail_after(config.upstream_connect_timeout_s):
@@ -305,11 +306,11 @@ class Connection:
             failure = (None, f"no answer within {config.upstream_connect_timeout_s:g} s")
         except (HandshakeError, OSError, trio.BrokenResourceError) as error:
             failure = (None, _connect_failure(error))
-            # The full text (it names the upstream host) goes to the log only.
-            self.log.info("upstream connect error", extra={"detail": _error_chain(error)})
+            # The exception text names the upstream host: the log may say it, the client may not.
+            log_detail = _error_chain(error)
         if failure is not None:
             self.metrics.upstream_connect_failures += 1
-            self.log.error("upstream connect failed", extra={"status": failure[0], "detail": failure[1]})
+            self.log.error("upstream connect failed", extra={"status": failure[0], "detail": log_detail or failure[1]})
             await inbound.send((UPSTREAM_FAILED, *failure))
             await trio.sleep_forever()  # the translator closes the client, which ends us
         self.metrics.upstream_connect.observe(trio.current_time() - started)

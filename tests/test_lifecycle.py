@@ -445,3 +445,15 @@ async def test_p2_10_other_paths_get_404_and_no_upstream(proxy, fake, path):
                 pass
         assert rejected.value.status_code == 404
         assert fake.handshakes == 0
+
+
+async def test_p2_3_the_log_names_the_cause_the_client_does_not(proxy_factory, fake, caplog):
+    port = free_port()
+    proxy = await proxy_factory(upstream_url=f"ws://127.0.0.1:{port}/v1/realtime")
+    caplog.set_level(logging.WARNING, logger="proxy")
+    with trio.fail_after(DEADLINE):
+        error = await expect_upstream_failure(proxy, "UPSTREAM_UNAVAILABLE", 1011)
+    assert str(port) not in error["description"]
+    failed = [r for r in caplog.records if r.getMessage() == "upstream connect failed"]
+    assert len(failed) == 1 and failed[0].levelno == logging.ERROR
+    assert f"127.0.0.1:{port}" in failed[0].detail  # an operator at warning level still sees where

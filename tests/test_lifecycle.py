@@ -192,7 +192,14 @@ async def test_p2_3_tls_failure_names_no_host(proxy_factory, fake, nursery):
 async def test_p2_3_non_101_status(proxy, fake, status, code, close):
     fake.reject_status = status
     with trio.fail_after(DEADLINE):
-        await expect_upstream_failure(proxy, code, close)
+        error = await expect_upstream_failure(proxy, code, close)
+        assert str(status) in error["description"]
+        # The server survives: once the upstream answers again, a client gets a whole turn.
+        fake.reject_status = None
+        async with proxy.connect() as client:
+            await client.settings()
+            await client.next("SettingsApplied")
+            await text_turn(client)
 
 
 async def test_p2_3_wrong_api_key_is_unauthorized(proxy, fake):

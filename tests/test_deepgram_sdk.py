@@ -179,3 +179,34 @@ async def test_sdk_g711_media_reaches_the_upstream_unchanged(proxy, fake, encodi
     session = upstream.of_type("session.update")[0]["session"]
     assert session["audio"]["input"]["format"] == {"type": expected_format}
     assert session["audio"]["output"]["format"] == {"type": expected_format}
+
+
+async def test_sdk_parses_warning_and_error_and_the_session_goes_on(proxy, fake):
+    """P4 voice row (one Warning VOICE_IGNORED), P5.1/P5.10 (Error), as the SDK's own types."""
+    settings = sdk_settings()
+    agent = settings.agent.model_copy(
+        update={"speak": dgtypes.SpeakSettingsV1(provider=dgtypes.SpeakSettingsV1Provider_Deepgram(model="aura-2-thalia-en"))}
+    )
+    settings = settings.model_copy(update={"agent": agent})
+
+    def conversation() -> list:
+        received: list = []
+        with sdk_client(proxy.server.port).agent.v1.connect() as socket:
+            socket.send_settings(settings)
+            receive_until(socket, agent_types.AgentV1SettingsApplied, received)
+            socket.send_inject_user_message(agent_types.AgentV1InjectUserMessage(content=""))
+            receive_until(socket, agent_types.AgentV1Error, received)
+            socket.send_inject_user_message(agent_types.AgentV1InjectUserMessage(content="And now?"))
+            receive_until(socket, agent_types.AgentV1AgentAudioDone, received)
+        return received
+
+    with trio.fail_after(10):
+        received = await run_in_thread(conversation)
+    assert_sdk_types(received)
+    warnings = [m for m in received if isinstance(m, agent_types.AgentV1Warning)]
+    assert [w.code for w in warnings] == ["VOICE_IGNORED"]
+    errors = [m for m in received if isinstance(m, agent_types.AgentV1Error)]
+    assert [e.code for e in errors] == ["INVALID_MESSAGE"]
+    assert names(received)[-1] == "AgentAudioDone"
+    upstream = await fake.next_connection()
+    assert "voice" not in upstream.of_type("session.update")[0]["session"]["audio"]["output"]

@@ -266,3 +266,21 @@ async def test_p3_1_second_settings_answered_at_once_with_nothing_upstream(proxy
             kinds = [event["type"] for event in upstream.received]
             assert kinds.count("session.update") == 1
             assert upstream.session["instructions"] == DEFAULT_SETTINGS["agent"]["think"]["prompt"]
+
+
+def test_p4_deepgram_only_settings_fields_are_tolerated_and_not_sent():
+    """Fields a Deepgram client sends that have no Realtime meaning: accepted, nothing upstream for them."""
+    message = settings(
+        {
+            **AGENT,
+            "listen": {"provider": {"type": "deepgram", "version": "v2", "model": "flux-general-en", "keyterms": ["x"]}},
+            "think": {**AGENT["think"], "context_length": "max", "endpoint": {"url": "https://llm.example"}},
+        }
+    )
+    message.update({"tags": ["support"], "experimental": True, "flags": {"history": True}, "mip_opt_out": True})
+    session, client = translate(message)
+    text = json.dumps(session)
+    for absent in ("tags", "experimental", "flags", "mip_opt_out", "keyterms", "context_length", "llm.example", "flux"):
+        assert absent not in text
+    assert session["instructions"] == AGENT["think"]["prompt"]
+    assert client == []

@@ -20,6 +20,15 @@ proxy: install
 test: install
 	$(PY) -m pytest -q $(ARGS)
 
+# Benchmark (bench/README.md): `make bench` is the short sweep (under 2 minutes),
+# `make bench-long` the long one. Not a test: nothing asserts timings.
+.PHONY: bench bench-long
+bench: install
+	$(PY) -m bench.run $(ARGS)
+
+bench-long: install
+	$(PY) -m bench.run --long $(ARGS)
+
 # ---- running as a systemd service (README "Running as a service")
 SERVICE_NAME ?= openai-proxy
 SERVICE_DIR ?= /etc/systemd/system

@@ -45,6 +45,8 @@ class Row:
     up_p99: float = 0.0
     down_p50: float = 0.0
     down_p99: float = 0.0
+    frames_up: int = 0  # audio frames the load generator sent
+    frames_down: int = 0  # audio deltas the fake upstream sent
     up_lost: int = 0
     down_lost: int = 0
     errors: dict[str, int] = attrs.Factory(dict)
@@ -221,6 +223,8 @@ def run_row(
         up_p99=percentile(up_latency, 0.99),
         down_p50=percentile(down_latency, 0.50),
         down_p99=percentile(down_latency, 0.99),
+        frames_up=load["sent"],
+        frames_down=up["sent"],
         up_lost=load["sent"] - up["received"],
         down_lost=up["sent"] - load["received"],
         errors=load["errors"] | ({"upstream binary": up["errors"]} if up["errors"] else {}),

@@ -44,5 +44,13 @@ async def serve(config: Config, notifier: Notifier | None = None) -> None:
 
 
 def run(config: Config) -> int:
+    if config.workers > 1:  # issue 6: N processes share the port (SO_REUSEPORT)
+        from .workers import run_workers
+
+        return run_workers(config, run_one)
+    return run_one(config)
+
+
+def run_one(config: Config) -> int:
     trio.run(serve, config)
     return 0

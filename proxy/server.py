@@ -33,6 +33,7 @@ from trio_websocket import (
     HandshakeError,
     WebSocketConnection,
     WebSocketRequest,
+    WebSocketServer,
     serve_websocket,
     wrap_client_stream,
 )
@@ -52,6 +53,7 @@ from .translate import (
     ToClientAudio,
     ToUpstream,
 )
+from .workers import open_shared_listeners
 
 log = logging.getLogger("proxy")
 
@@ -483,19 +485,22 @@ class ProxyServer:
             self._handlers = handlers
             async with trio.open_nursery() as listener:
                 self._listener_scope = listener.cancel_scope
-                server = await listener.start(
-                    partial(
-                        serve_websocket,
-                        self._handle,
-                        config.host,
-                        config.port,
-                        ssl_context,
-                        handler_nursery=handlers,
-                        max_message_size=config.max_frame_bytes,  # P5.11: bigger closes with 1009
-                        receive_buffer_size=None,
-                        connect_timeout=HANDSHAKE_TIMEOUT_S,
-                    )
+                options = dict(
+                    handler_nursery=handlers,
+                    max_message_size=config.max_frame_bytes,  # P5.11: bigger closes with 1009
+                    receive_buffer_size=None,
+                    connect_timeout=HANDSHAKE_TIMEOUT_S,
                 )
+                if config.workers > 1:
+                    # Issue 6: each worker process binds the port with SO_REUSEPORT.
+                    listeners: list[Any] = await open_shared_listeners(config.host, config.port)
+                    if ssl_context is not None:
+                        listeners = [trio.SSLListener(each, ssl_context, https_compatible=True) for each in listeners]
+                    server = await listener.start(WebSocketServer(self._handle, listeners, **options).run)
+                else:
+                    server = await listener.start(
+                        partial(serve_websocket, self._handle, config.host, config.port, ssl_context, **options)
+                    )
                 self.port = server.port
                 scheme = "wss" if ssl_context else "ws"
                 log.info(f"listening on {scheme}://{config.host}:{self.port}{config.path}")

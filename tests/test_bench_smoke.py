@@ -1,0 +1,33 @@
+"""The benchmark harness still runs (issue 6). No timing is asserted: only that
+it reports a row through the proxy and a floor row, with every stamped frame
+arriving in both directions and no error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_smoke_reports_rows(tmp_path: Path) -> None:
+    out = tmp_path / "rows.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--counts", "3", "--floor-counts", "3", "--duration", "2", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert [(row["label"], row["sessions"]) for row in rows] == [("ours", 3), ("floor", 3)]
+    for row in rows:
+        assert row["streaming"] == 3, row
+        assert row["errors"] == {}, row
+        assert row["frames_up"] == 3 * 100 and row["frames_down"] > 0, row  # 2 s of 20 ms frames each
+        assert (row["up_lost"], row["down_lost"]) == (0, 0), row  # the stamp survived the proxy both ways
+    assert rows[0]["cpu_per_session_minute"] is not None
+    assert "| ours | 3 |" in result.stdout and "| floor | 3 |" in result.stdout

@@ -8,7 +8,7 @@ finished line, so even a third-party exception text cannot leak them.
 
 Code attaches fields with `extra={"error_code": ...}`; the output names
 them as `FIELDS` says (`error.code`), close to OpenTelemetry's attribute
-naming, which is also what the optional OTLP export sends (see `otel.py`).
+naming; the optional OTLP export (`otel.py`) sends the same keys as attributes.
 """
 
 from __future__ import annotations
@@ -95,5 +95,10 @@ def configure(level: str = "info", fmt: str = "json", secrets: Iterable[str] = (
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    from . import otel  # optional OTLP export of the same records
+
+    otlp = otel.handler(secrets)
+    if otlp is not None:
+        root.addHandler(otlp)
     # trio-websocket logs every frame at debug; keep ours readable.
     logging.getLogger("trio-websocket").setLevel(max(logging.INFO, root.level))

@@ -6,6 +6,7 @@ Each test has a deadline; "never hangs" is asserted by the deadline itself.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import socket
@@ -16,7 +17,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionRejected, open_websocket_url
 
-from proxy.testing import DEFAULT_REPLY
+from proxy.testing import DEFAULT_REPLY, DEFAULT_SETTINGS
 
 DEADLINE = 5
 
@@ -280,7 +281,7 @@ async def test_p2_3_wss_upstream_with_a_trusted_certificate_works(proxy_factory,
 # ------------------------------------------------------------------ P2.4
 
 
-async def mid_turn(proxy, fake, client):
+async def mid_turn(fake, client):
     """Set up, ask a question, and let the upstream start (not finish) the response."""
     fake.responder = None
     await client.settings()
@@ -299,7 +300,7 @@ async def mid_turn(proxy, fake, client):
 async def test_p2_4_upstream_close_mid_turn(proxy, fake, upstream_code, client_code):
     with trio.fail_after(DEADLINE):
         async with proxy.connect() as client:
-            upstream = await mid_turn(proxy, fake, client)
+            upstream = await mid_turn(fake, client)
             await upstream.close(upstream_code, "bye")
             assert await client.wait_closed() == client_code
             assert client.close_reason  # a short reason
@@ -309,7 +310,7 @@ async def test_p2_4_upstream_close_mid_turn(proxy, fake, upstream_code, client_c
 async def test_p2_4_upstream_tcp_drop_mid_turn_is_1011(proxy, fake):
     with trio.fail_after(DEADLINE):
         async with proxy.connect() as client:
-            upstream = await mid_turn(proxy, fake, client)
+            upstream = await mid_turn(fake, client)
             await upstream.socket._stream.aclose()  # no close frame: an abnormal end
             assert await client.wait_closed() == 1011
         await wait_until(lambda: not proxy.server.connections)
@@ -319,7 +320,7 @@ async def test_p2_4_upstream_tcp_drop_mid_turn_is_1011(proxy, fake):
 async def test_p2_4_upstream_error_before_close_is_delivered_first(proxy, fake, upstream_code, client_code):
     with trio.fail_after(DEADLINE):
         async with proxy.connect() as client:
-            upstream = await mid_turn(proxy, fake, client)
+            upstream = await mid_turn(fake, client)
             await upstream.send({"type": "error", "error": {
                 "type": "invalid_request_error", "code": "session_max_duration",
                 "message": "Your session hit the maximum duration of 60 minutes."}})
@@ -371,10 +372,6 @@ async def test_p2_5_client_tcp_drop_closes_the_upstream_with_1000(proxy, fake, w
         upstream = await fake.next_connection()
         if when == "after_settings":
             # A masked text frame carrying a Settings message (RFC 6455 5.2).
-            import json
-
-            from proxy.testing import DEFAULT_SETTINGS
-
             payload = json.dumps(DEFAULT_SETTINGS).encode()
             mask = os.urandom(4)
             masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))

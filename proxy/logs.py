@@ -35,6 +35,8 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("call_id", "call_id"),
     ("missing_signal", "missing_signal"),
     ("grace_s", "grace_s"),
+    ("worker", "worker"),
+    ("workers", "workers"),
 )
 
 REDACTED = "[redacted]"

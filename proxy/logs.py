@@ -28,7 +28,7 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("error_code", "error.code"),
     ("client_close_code", "client.close_code"),
     ("upstream_close_code", "upstream.close_code"),
-    ("status", "http.status"),
+    ("status", "status"),  # an HTTP status, or a worker's exit status
     ("reason", "reason"),
     ("detail", "detail"),
     ("response_id", "response_id"),

@@ -34,6 +34,10 @@ b2a = binascii.b2a_base64
 a2b = binascii.a2b_base64
 
 
+def frames_for(duration_s: float) -> int:
+    return max(2, round(duration_s * 1000 / FRAME_MS))
+
+
 def stamp(session: int, seq: int, flags: int = 0) -> bytes:
     return STAMP.pack(session, seq, monotonic_ns(), flags)
 

@@ -24,7 +24,6 @@ from . import wsraw
 from .common import (
     FILLER,
     FILLER_B64,
-    FRAME_MS,
     LAST,
     SLOTS,
     STAMP,
@@ -34,6 +33,7 @@ from .common import (
     a2b,
     b2a,
     cpu_seconds,
+    frames_for,
     machine_busy_seconds,
     monotonic_ns,
     own_cpu_seconds,
@@ -209,13 +209,14 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--proxy-pids", default="", help="measure these processes' CPU over the audio window")
     parser.add_argument("--upstream-pid", type=int, default=0)
     parser.add_argument("--setup-timeout", type=float, default=60.0)
+    parser.add_argument("--drain-limit", type=float, default=60.0, help="longest wait for late audio, seconds")
     parser.add_argument("--out", required=True)
     parser.add_argument("--cpus", default="")
     args = parser.parse_args(argv)
     pin({int(c) for c in args.cpus.split(",") if c})
     url = urlsplit(args.url)
     path = url.path + (f"?{url.query}" if url.query else "")
-    frames = max(2, round(args.duration * 1000 / FRAME_MS))
+    frames = frames_for(args.duration)
     loop = asyncio.get_running_loop()
     run = Run(args.sessions, frames, args.direct)
     proxy_pids = [int(p) for p in args.proxy_pids.split(",") if p]
@@ -263,12 +264,19 @@ async def main(argv: list[str] | None = None) -> None:
     own_window = own_cpu_seconds() - own_before
     machine_window = machine_busy_seconds() - machine_before
 
-    # Drain: wait while audio still arrives (an overloaded proxy may be
-    # seconds behind), so only what never arrives counts as lost.
-    drain_deadline = monotonic_ns() + 30_000_000_000
+    # Drain: the reply is as long as the call. Wait for all of it while it
+    # still flows (an overloaded proxy may be seconds behind), so only what
+    # never arrives counts as lost.
+    expected = frames * len(streaming)
+    drain_deadline = monotonic_ns() + int(args.drain_limit * 1e9)
     run.last_receive_ns = monotonic_ns()
-    while monotonic_ns() < drain_deadline and monotonic_ns() - run.last_receive_ns < 300_000_000:
-        await asyncio.sleep(0.05)
+    while (
+        run.received < expected
+        and monotonic_ns() < drain_deadline
+        and monotonic_ns() - run.last_receive_ns < 2_000_000_000
+    ):
+        await asyncio.sleep(0.02)
+    drain_s = (monotonic_ns() - window_start) / 1e9 - window_s
     for session in sessions:
         session.close()
     try:
@@ -290,6 +298,7 @@ async def main(argv: list[str] | None = None) -> None:
                 "errors": run.errors,
                 "setup_s": setup_s,
                 "window_s": window_s,
+                "drain_s": drain_s,
                 "proxy_cpu_s": cpu_window,
                 "upstream_cpu_s": upstream_window,
                 "loadgen_cpu_s": own_window,

@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 
-from .common import machine_busy_seconds, memory_kib
+from .common import frames_for, machine_busy_seconds, memory_kib
 
 ROOT = Path(__file__).resolve().parent.parent
 SHORT_COUNTS = (1, 10, 50, 100, 200)
@@ -108,10 +108,10 @@ def process_tree(pid: int) -> list[int]:
     return pids
 
 
-def start_upstream(workdir: str, tag: str, cpus: str) -> tuple[subprocess.Popen, int, str]:
+def start_upstream(workdir: str, tag: str, cpus: str, frames: int) -> tuple[subprocess.Popen, int, str]:
     out = os.path.join(workdir, f"upstream-{tag}.json")
     process = subprocess.Popen(
-        python_module("bench.upstream", "--out", out, "--cpus", cpus, cpus=""),
+        python_module("bench.upstream", "--out", out, "--cpus", cpus, "--frames", str(frames), cpus=""),
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -174,7 +174,7 @@ def run_row(
 ) -> Row:
     proxy_cpus, apparatus_cpus = cpu_plan(workers)
     tag = f"{'floor' if floor else 'proxy'}-{sessions}"
-    upstream, upstream_port, upstream_out = start_upstream(workdir, tag, apparatus_cpus)
+    upstream, upstream_port, upstream_out = start_upstream(workdir, tag, apparatus_cpus, frames_for(duration))
     proxy = None
     try:
         load_out = os.path.join(workdir, f"load-{tag}.json")

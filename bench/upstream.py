@@ -3,7 +3,7 @@
 Per connection: answers `session.update` with `session.updated` and sends one
 `response.created`; from the first `input_audio_buffer.append` on it streams
 one 20 ms `response.output_audio.delta` every 20 ms (stamped, see
-`bench.common`) until the append flagged LAST arrives, then `response.done`.
+`bench.common`), `--frames` of them, then `response.done`.
 Every append's stamp gives the client-to-upstream latency.
 
 Prints `{"port": N}` on stdout once listening; when stdin closes it writes its
@@ -19,10 +19,11 @@ import sys
 from array import array
 
 from . import wsraw
-from .common import FILLER_B64, LAST, SLOTS, STAMP, STAMP_B64, Pacer, a2b, b2a, monotonic_ns, own_cpu_seconds, pin
+from .common import FILLER_B64, SLOTS, STAMP, STAMP_B64, Pacer, a2b, b2a, monotonic_ns, pin
 
 APPEND_PREFIX = b'{"type":"input_audio_buffer.append"'
 AUDIO_KEY = b'"audio":"'
+HEAD_BYTES = 160  # a multiple of 4, so the mask lines up; holds the event id and the stamp
 
 
 class Stats:
@@ -32,7 +33,6 @@ class Stats:
         self.sent = 0  # deltas
         self.errors = 0
         self.latency = array("q")  # client -> upstream, ns
-        self.streaming_cpu: list[float] = []  # own CPU at first and last streaming tick
 
 
 class Upstream(asyncio.Protocol):
@@ -44,8 +44,10 @@ class Upstream(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.handshaken = False
         self.head = b""
-        self.reader = wsraw.FrameReader()
+        self.reader = wsraw.FrameReader(peek=self.peek_append)
         self.streaming = False
+        self.started = False
+        self.slot = 0
         self.seq = 0
         self.event_prefix = (
             b'{"type":"response.output_audio.delta","response_id":"resp_' + str(self.index).encode()
@@ -91,20 +93,28 @@ class Upstream(asyncio.Protocol):
             elif opcode == wsraw.BINARY:
                 self.server.stats.errors += 1  # P1.3: the proxy must send text only
 
+    def peek_append(self, masked: bytes, key: bytes) -> bool:
+        """An append from the proxy: unmask only its head, where the stamp is."""
+        head = wsraw.unmask(masked[:HEAD_BYTES], key)
+        if not head.startswith(APPEND_PREFIX):
+            return False
+        start = head.find(AUDIO_KEY)
+        if start < 0 or start + len(AUDIO_KEY) + STAMP_B64 > len(head):
+            return False
+        self.on_append(head, monotonic_ns())
+        return True
+
     def on_append(self, payload: bytes, now: int) -> None:
         start = payload.find(AUDIO_KEY) + len(AUDIO_KEY)
-        _session, _seq, sent_ns, flags = STAMP.unpack(a2b(payload[start : start + STAMP_B64]))
+        _session, _seq, sent_ns, _flags = STAMP.unpack(a2b(payload[start : start + STAMP_B64]))
         stats = self.server.stats
         stats.received += 1
         stats.latency.append(now - sent_ns)
-        if not self.streaming and not flags & LAST:
+        if not self.started:
+            # The reply starts with the caller's audio and, like the caller,
+            # sends exactly `frames` frames: the same load both ways.
+            self.started = True
             self.server.start_streaming(self)
-        elif flags & LAST:
-            self.server.stop_streaming(self)
-            self.send_text(
-                b'{"type":"response.done","event_id":"evd","response":{"id":"resp_' + str(self.index).encode()
-                + b'","object":"realtime.response","status":"completed"}}'
-            )
 
     def on_event(self, event: dict) -> None:
         kind = event.get("type")
@@ -116,10 +126,18 @@ class Upstream(asyncio.Protocol):
                 + b'","object":"realtime.response","status":"in_progress"}}'
             )
 
-    def send_delta(self) -> None:
+    def send_delta(self) -> bool:
+        """Send the next delta; False once all were sent (then response.done)."""
         stamp = b2a(STAMP.pack(self.index, self.seq, monotonic_ns(), 0), newline=False)
         self.seq += 1
         self.send_text(self.event_prefix + stamp + FILLER_B64 + b'"}')
+        if self.seq < self.server.frames:
+            return True
+        self.send_text(
+            b'{"type":"response.done","event_id":"evd","response":{"id":"resp_' + str(self.index).encode()
+            + b'","object":"realtime.response","status":"completed"}}'
+        )
+        return False
 
     def send_text(self, payload: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -127,11 +145,11 @@ class Upstream(asyncio.Protocol):
 
 
 class Server:
-    def __init__(self) -> None:
+    def __init__(self, frames: int) -> None:
+        self.frames = frames
         self.stats = Stats()
         self.slots: list[set[Upstream]] = [set() for _ in range(SLOTS)]
         self._index = 0
-        self._slot_cursor = 0
         self.pacer: Pacer | None = None
 
     def next_index(self) -> int:
@@ -151,11 +169,11 @@ class Server:
             self.slots[connection.slot].discard(connection)
 
     def tick(self, slot: int) -> None:
-        sent = 0
-        for connection in self.slots[slot]:
-            connection.send_delta()
-            sent += 1
-        self.stats.sent += sent
+        connections = self.slots[slot]
+        done = [connection for connection in connections if not connection.send_delta()]
+        self.stats.sent += len(connections)
+        for connection in done:
+            self.stop_streaming(connection)
 
 
 async def main(argv: list[str] | None = None) -> None:
@@ -164,16 +182,16 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--out", required=True, help="where to write the results (JSON + .lat latencies)")
     parser.add_argument("--cpus", default="", help="CPUs to pin to, comma-separated")
+    parser.add_argument("--frames", type=int, required=True, help="audio deltas to stream per connection")
     args = parser.parse_args(argv)
     pin({int(c) for c in args.cpus.split(",") if c})
     loop = asyncio.get_running_loop()
-    server = Server()
+    server = Server(args.frames)
     server.pacer = Pacer(loop, server.tick)
     listener = await loop.create_server(lambda: Upstream(server), args.host, args.port, backlog=4096)
     port = listener.sockets[0].getsockname()[1]
     server.pacer.start()
     print(json.dumps({"port": port}), flush=True)
-    cpu_start = own_cpu_seconds()
     # Run until the orchestrator closes stdin.
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -189,7 +207,6 @@ async def main(argv: list[str] | None = None) -> None:
                 "received": stats.received,
                 "sent": stats.sent,
                 "errors": stats.errors,
-                "cpu_s": own_cpu_seconds() - cpu_start,
             },
             file,
         )

@@ -18,6 +18,7 @@ import base64
 import hashlib
 import os
 import struct
+from collections.abc import Callable
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -60,9 +61,12 @@ class FrameReader:
     unmasking all of it: the fake upstream only needs the audio stamp.
     """
 
-    __slots__ = ("_buffer", "_fragments", "_fragment_opcode")
+    __slots__ = ("_buffer", "_fragments", "_fragment_opcode", "peek")
 
-    def __init__(self) -> None:
+    def __init__(self, peek: Callable[[bytes, bytes], bool] | None = None) -> None:
+        # `peek(masked_payload, key)` may consume a masked message itself
+        # (returning True) so the reader never unmasks what nobody reads.
+        self.peek = peek
         self._buffer = bytearray()
         self._fragments: list[bytes] = []
         self._fragment_opcode = 0
@@ -97,9 +101,11 @@ class FrameReader:
                 break
             payload = bytes(buffer[offset : offset + length])
             position = offset + length
-            if key is not None:
-                payload = unmask(payload, key)
             opcode = first & 0x0F
+            if key is not None:
+                if opcode == TEXT and first & 0x80 and self.peek is not None and self.peek(payload, key):
+                    continue
+                payload = unmask(payload, key)
             if not first & 0x80:  # a fragment: keep until the final one
                 if opcode:
                     self._fragment_opcode = opcode

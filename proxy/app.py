@@ -16,8 +16,11 @@ from .server import ProxyServer
 log = logging.getLogger("proxy")
 
 
-async def serve(config: Config, notifier: Notifier | None = None) -> None:
-    """Serve until SIGTERM or SIGINT, then drain (P2.6) and return.
+async def serve(config: Config, notifier: Notifier | None = None) -> int:
+    """Serve until SIGTERM or SIGINT, then drain (P2.6); returns the exit status.
+
+    A listener that cannot bind (port taken, address not local) is one error
+    record and status 1, so a supervisor can restart it, not a traceback.
 
     systemd hears `READY=1` once the listener is bound, `STOPPING=1` when the
     drain begins, and `WATCHDOG=1` pings while the loop runs (if asked for).
@@ -26,9 +29,19 @@ async def serve(config: Config, notifier: Notifier | None = None) -> None:
     server = ProxyServer(config)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(server.serve)
-            if config.admin_port is not None:
-                await nursery.start(AdminServer(server, config.admin_host, config.admin_port).serve)
+            where = f"{config.host}:{config.port}"
+            try:
+                await nursery.start(server.serve)
+                if config.admin_port is not None:
+                    where = f"{config.admin_host}:{config.admin_port} (admin)"
+                    await nursery.start(AdminServer(server, config.admin_host, config.admin_port).serve)
+            except (OSError, BaseExceptionGroup) as error:
+                cause = _os_error_in(error)
+                if cause is None:
+                    raise
+                log.error(f"cannot listen on {where}: {cause.strerror or cause}")
+                nursery.cancel_scope.cancel()
+                return 1
             scheme = "wss" if config.tls_cert_path else "ws"
             notifier.notify("READY=1", f"STATUS=listening on {scheme}://{config.host}:{server.port}{config.path}")
             nursery.start_soon(notifier.watchdog)
@@ -41,6 +54,19 @@ async def serve(config: Config, notifier: Notifier | None = None) -> None:
                 nursery.cancel_scope.cancel()
                 break
     log.info("stopped")
+    return 0
+
+
+def _os_error_in(error: BaseException) -> OSError | None:
+    """The OSError that `error` is or holds (Trio wraps a task's failure in groups)."""
+    if isinstance(error, OSError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _os_error_in(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def run(config: Config) -> int:
@@ -52,5 +78,4 @@ def run(config: Config) -> int:
 
 
 def run_one(config: Config) -> int:
-    trio.run(serve, config)
-    return 0
+    return trio.run(serve, config)

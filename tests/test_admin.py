@@ -144,3 +144,18 @@ async def test_running_daemon_serves_admin_endpoints(fake):
     assert value(before, "openai_proxy_frames_total", direction="proxy_to_client") == 0
     assert value(during, "openai_proxy_active_connections") == 1
     assert value(after, "openai_proxy_frames_total", direction="proxy_to_client") > 0
+
+
+async def test_taken_port_is_one_error_and_exit_1(fake):
+    """A port already in use: one error record naming it and status 1 (Restart=on-failure retries), no traceback."""
+    with trio.socket.socket() as taken:
+        await taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for env in ({"OPENAI_PROXY_ADMIN_PORT": str(port)}, {"OPENAI_PROXY_PORT": str(port)}):
+            with trio.fail_after(15):
+                async with running_proxy(fake.url, env=env, wait_ready=False) as daemon:
+                    assert await daemon.wait() == 1
+            errors = [r for r in daemon.records() if r["level"] == "error"]
+            assert len(errors) == 1 and f"cannot listen on 127.0.0.1:{port}" in errors[0]["message"]
+            assert "Traceback" not in daemon.stderr

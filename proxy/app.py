@@ -45,14 +45,26 @@ async def serve(config: Config, notifier: Notifier | None = None) -> int:
             scheme = "wss" if config.tls_cert_path else "ws"
             notifier.notify("READY=1", f"STATUS=listening on {scheme}://{config.host}:{server.port}{config.path}")
             nursery.start_soon(notifier.watchdog)
+
+            async def drain() -> None:
+                await server.shutdown()
+                # The admin listener, the watchdog and this signal loop end with the proxy.
+                nursery.cancel_scope.cancel()
+
+            draining = False
             async for signum in signals:
                 name = signal.Signals(signum).name
+                if draining:
+                    # A second signal (Ctrl-C twice) cuts the grace short: the
+                    # sessions go away with 1001 now, and the drain ends with them.
+                    log.info("closing open sessions now", extra={"reason": name})
+                    for connection in list(server.connections):
+                        connection.going_away()
+                    continue
+                draining = True
                 log.info("shutting down", extra={"reason": name, "grace_s": config.shutdown_grace_s})
                 notifier.notify("STOPPING=1", f"STATUS=draining after {name}")
-                await server.shutdown()
-                # The admin listener and the watchdog end with the proxy.
-                nursery.cancel_scope.cancel()
-                break
+                nursery.start_soon(drain)
     log.info("stopped")
     return 0
 

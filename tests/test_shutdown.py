@@ -89,3 +89,20 @@ async def test_sessions_that_end_in_the_grace_end_the_drain(fake):
             started = trio.current_time()
             assert await daemon.wait() == 0
             assert trio.current_time() - started < 10
+
+
+async def test_second_signal_cuts_the_grace_short(fake):
+    """Ctrl-C twice: the second signal closes the sessions with 1001 at once, then exit 0."""
+    with trio.fail_after(15):
+        async with running_proxy(fake.url, env={"OPENAI_PROXY_SHUTDOWN_GRACE_S": "60"}) as daemon:
+            async with open_agent_client(daemon.url) as client:
+                await client.next("Welcome")
+                upstream = await fake.next_connection()
+                daemon.signal(signal.SIGINT)
+                await daemon.wait_for_line("shutting down")
+                await trio.sleep(0.2)
+                assert client.close_code is None  # still in its grace
+                daemon.signal(signal.SIGINT)
+                assert await client.wait_closed() == 1001
+                assert await upstream.wait_closed() == 1000
+            assert await daemon.wait() == 0

@@ -6,7 +6,7 @@ justify one. It listens on loopback by default, because /metrics tells a
 stranger how busy the proxy is.
 
     GET /healthz  200 while the process runs its event loop
-    GET /readyz   200 while client handshakes are accepted, else 503
+    GET /readyz   200 while new clients are accepted; 503 while draining or full
     GET /metrics  Prometheus text exposition format
 """
 
@@ -67,9 +67,14 @@ class AdminServer:
         if path == "/healthz":
             return 200, "text/plain; charset=utf-8", b"ok\n"
         if path == "/readyz":
-            if self.server.accepting and self.server.port is not None:
-                return 200, "text/plain; charset=utf-8", b"ready\n"
-            return 503, "text/plain; charset=utf-8", b"not accepting connections\n"
+            server = self.server
+            if not server.accepting or server.port is None:
+                return 503, "text/plain; charset=utf-8", b"not accepting connections\n"
+            limit = server.config.max_connections
+            if limit and len(server.connections) >= limit:
+                # New clients would get 503 at the handshake: send them elsewhere.
+                return 503, "text/plain; charset=utf-8", b"at max connections\n"
+            return 200, "text/plain; charset=utf-8", b"ready\n"
         return 200, METRICS_CONTENT_TYPE, generate_latest(self.registry)
 
     async def _handle(self, stream: trio.abc.Stream) -> None:

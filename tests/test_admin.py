@@ -159,3 +159,18 @@ async def test_taken_port_is_one_error_and_exit_1(fake):
             errors = [r for r in daemon.records() if r["level"] == "error"]
             assert len(errors) == 1 and f"cannot listen on 127.0.0.1:{port}" in errors[0]["message"]
             assert "Traceback" not in daemon.stderr
+
+
+async def test_not_ready_at_max_connections(proxy_factory, nursery, fake):
+    """A full proxy would answer new clients 503 (P8 MAX_CONNECTIONS), so it is not ready."""
+    proxy = await proxy_factory(max_connections=1)
+    admin = await nursery.start(AdminServer(proxy.server).serve)
+    with trio.fail_after(10):
+        assert (await http(admin.port, "/readyz"))[0] == 200
+        async with proxy.connect() as client:
+            await client.next("Welcome")
+            status, _, body = await http(admin.port, "/readyz")
+            assert status == 503 and b"max connections" in body
+        while proxy.server.connections:
+            await trio.sleep(0.01)
+        assert (await http(admin.port, "/readyz"))[0] == 200

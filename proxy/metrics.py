@@ -56,7 +56,7 @@ class Histogram:
     def buckets(self) -> list[tuple[str, float]]:
         """Prometheus buckets: cumulative counts per upper bound, ending with +Inf."""
         out, running = [], 0
-        for bound, count in zip((*self.bounds, float("inf")), self.counts):
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
             running += count
             out.append(("+Inf" if bound == float("inf") else repr(bound), running))
         return out

@@ -39,6 +39,7 @@ from trio_websocket import (
 )
 
 from .config import Config
+from .fastws import connect_fast, listener_port, serve_fast
 from .handshake import decide
 from .metrics import TRANSLATION_SAMPLE_EVERY, Metrics
 from .protocol.deepgram import Error as ErrorMessage
@@ -342,14 +343,12 @@ class Connection:
         try:
             async with trio.open_nursery() as reader_nursery:
                 stream, host, resource = await _open_upstream_stream(config.upstream_url)
-                connection = await wrap_client_stream(
-                    reader_nursery,
+                connection = await connect_fast(
                     stream,
                     host,
                     resource,
                     extra_headers=[(b"authorization", f"Bearer {config.api_key}".encode())],  # P1.5
                     max_message_size=UPSTREAM_MAX_MESSAGE,
-                    receive_buffer_size=None,
                 )
                 task_status.started(connection)
         except BaseExceptionGroup as group:
@@ -485,23 +484,24 @@ class ProxyServer:
             self._handlers = handlers
             async with trio.open_nursery() as listener:
                 self._listener_scope = listener.cancel_scope
-                options = dict(
-                    handler_nursery=handlers,
-                    max_message_size=config.max_frame_bytes,  # P5.11: bigger closes with 1009
-                    receive_buffer_size=None,
-                    connect_timeout=HANDSHAKE_TIMEOUT_S,
-                )
                 if config.workers > 1:
                     # Issue 6: each worker process binds the port with SO_REUSEPORT.
                     listeners: list[Any] = await open_shared_listeners(config.host, config.port)
-                    if ssl_context is not None:
-                        listeners = [trio.SSLListener(each, ssl_context, https_compatible=True) for each in listeners]
-                    server = await listener.start(WebSocketServer(self._handle, listeners, **options).run)
                 else:
-                    server = await listener.start(
-                        partial(serve_websocket, self._handle, config.host, config.port, ssl_context, **options)
+                    listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+                if ssl_context is not None:
+                    listeners = [trio.SSLListener(each, ssl_context, https_compatible=True) for each in listeners]
+                await listener.start(
+                    partial(
+                        serve_fast,  # issue 6: the lean data path (proxy/fastws.py)
+                        self._handle,
+                        listeners,
+                        handler_nursery=handlers,
+                        max_message_size=config.max_frame_bytes,  # P5.11: bigger closes with 1009
+                        connect_timeout=HANDSHAKE_TIMEOUT_S,
                     )
-                self.port = server.port
+                )
+                self.port = listener_port(listeners[0])
                 scheme = "wss" if ssl_context else "ws"
                 log.info(f"listening on {scheme}://{config.host}:{self.port}{config.path}")
                 task_status.started(self)

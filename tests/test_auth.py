@@ -6,9 +6,13 @@ Every rejected handshake is also checked against the fake upstream's
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import trio
 from trio_websocket import ConnectionRejected, open_websocket_url
+
+from proxy.testing.client import DEFAULT_SETTINGS
 
 TOKEN = "client-token-123"
 OTHER = "second-token-456"
@@ -26,6 +30,11 @@ async def expect_accepted(proxy, url: str | None = None, **kwargs) -> str | None
     async with open_websocket_url(url or proxy.url, **kwargs) as socket:
         welcome = await socket.get_message()
         assert '"Welcome"' in welcome
+        # Stay until the upstream has the session: leaving right after the
+        # Welcome races the proxy's upstream connect, which is then cancelled.
+        await socket.send_message(json.dumps(DEFAULT_SETTINGS))
+        while '"SettingsApplied"' not in await socket.get_message():
+            pass
         return socket.subprotocol
 
 

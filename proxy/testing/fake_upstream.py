@@ -265,8 +265,9 @@ class FakeConnection:
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            await self.send({"type": "session.created", "session": dict(self.session)})
             try:
+                # Inside the try: the proxy may already be gone (its client left mid-connect).
+                await self.send({"type": "session.created", "session": dict(self.session)})
                 while True:
                     frame = await self.socket.get_message()
                     await self._on_frame(frame)

@@ -1,0 +1,519 @@
+"""The WebSocket data path the proxy's hot loop runs on (issue 6).
+
+trio-websocket runs a reader task per socket and hands every message over a
+channel; with wsproto's framing that costs about three times what Trio's own
+streams do per message (`python -m bench.ws_cost`). The proxy carries 100
+audio messages a second per session, so its two sockets use this instead:
+
+- handshakes stay sans-I/O in wsproto's `H11Handshake` (h11 underneath);
+- frames (RFC 6455 section 5) are parsed and built here, with no reader task:
+  `get_message` reads the stream itself, in the caller's task;
+- one lock serialises writers (data, pong, close), taken without a
+  scheduling round-trip when free.
+
+The interface is the part of trio-websocket's the proxy uses, and so are the
+exceptions (`ConnectionClosed`, `CloseReason`, `ConnectionRejected`,
+`HandshakeError`), so the Trio layer reads the same either way. No extension
+is negotiated (no permessage-deflate), as before.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import trio
+from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, HandshakeError
+from wsproto import ConnectionType
+from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
+from wsproto.handshake import H11Handshake
+from wsproto.utilities import RemoteProtocolError
+
+CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+RECEIVE_BYTES = 65536
+CLOSE_WAIT_S = 1.0  # for the peer's half of the closing handshake
+
+# RFC 6455 7.4.1 codes used here.
+NORMAL, PROTOCOL_ERROR, ABNORMAL, INVALID_DATA, TOO_BIG = 1000, 1002, 1006, 1007, 1009
+
+
+def _mask(data: bytes, key: bytes) -> bytes:
+    """XOR with the repeating 4-byte key, as one big-integer operation (C speed)."""
+    size = len(data)
+    if not size:
+        return data
+    keys = (key * (size // 4 + 1))[:size]
+    return (int.from_bytes(data, "little") ^ int.from_bytes(keys, "little")).to_bytes(size, "little")
+
+
+def _header(opcode: int, size: int, masked: bool) -> bytes:
+    mask_bit = 0x80 if masked else 0
+    if size < 126:
+        return bytes((0x80 | opcode, mask_bit | size))
+    if size < 65536:
+        return struct.pack("!BBH", 0x80 | opcode, mask_bit | 126, size)
+    return struct.pack("!BBQ", 0x80 | opcode, mask_bit | 127, size)
+
+
+class _ProtocolError(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class FastWebSocket:
+    """One open WebSocket over a Trio stream; `client` says which side masks (RFC 6455 5.1)."""
+
+    def __init__(self, stream: trio.abc.Stream, *, client: bool, max_message_size: int, buffered: bytes = b"") -> None:
+        self._stream = stream
+        # The socket's descriptor for direct non-blocking writes; -1 for TLS.
+        self._fd = stream.socket.fileno() if type(stream) is trio.SocketStream else -1
+        self._client = client
+        self._max_message_size = max_message_size
+        self._buffer = bytearray(buffered)
+        self._fragments: list[bytes] = []
+        self._fragments_size = 0
+        self._fragment_opcode = 0
+        self._send_lock = trio.StrictFIFOLock()
+        self._reading = False
+        self._close_sent = False
+        self._peer_closed = trio.Event()
+        #: None while open; the CloseReason once either side closed.
+        self.closed: CloseReason | None = None
+
+    # ---------------------------------------------------------------- receive
+
+    async def get_message(self) -> str | bytes:
+        """The next message; raises ConnectionClosed once the connection is closed."""
+        if self.closed is not None:
+            raise ConnectionClosed(self.closed)
+        self._reading = True
+        try:
+            while True:
+                message = await self._next_frame_message()
+                if message is not None:
+                    return message
+        finally:
+            self._reading = False
+
+    async def _next_frame_message(self) -> str | bytes | None:
+        """Parse one frame (reading as needed); a data message, or None for control/fragment."""
+        buffer = self._buffer
+        while True:
+            size = len(buffer)
+            if size >= 2:
+                second = buffer[1]
+                length = second & 0x7F
+                offset = 2
+                if length == 126:
+                    offset = 4
+                    if size >= 4:
+                        length = (buffer[2] << 8) | buffer[3]
+                elif length == 127:
+                    offset = 10
+                    if size >= 10:
+                        length = int.from_bytes(buffer[2:10], "big")
+                if size >= offset:
+                    try:
+                        self._check_header(buffer[0], second, length)
+                    except _ProtocolError as error:
+                        await self._fail(error.code, error.reason)
+                    masked = second & 0x80
+                    end = offset + (4 if masked else 0) + length
+                    if size >= end:
+                        return await self._on_frame(buffer, offset, masked, end)
+            try:
+                data = await self._stream.receive_some(RECEIVE_BYTES)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                await self._abort(ABNORMAL, "connection lost")
+            buffer += data
+
+    def _check_header(self, first: int, second: int, length: int) -> None:
+        if first & 0x70:
+            raise _ProtocolError(PROTOCOL_ERROR, "reserved bits set without an extension")
+        masked = bool(second & 0x80)
+        if masked == self._client:  # RFC 6455 5.1: clients mask, servers do not
+            raise _ProtocolError(PROTOCOL_ERROR, "frame masking is wrong for this side")
+        opcode = first & 0x0F
+        if opcode >= 0x8:
+            if not first & 0x80 or length > 125:
+                raise _ProtocolError(PROTOCOL_ERROR, "control frames must be final and at most 125 bytes")
+            if opcode not in (CLOSE, PING, PONG):
+                raise _ProtocolError(PROTOCOL_ERROR, f"unknown opcode {opcode}")
+        elif opcode not in (CONTINUATION, TEXT, BINARY):
+            raise _ProtocolError(PROTOCOL_ERROR, f"unknown opcode {opcode}")
+        elif self._fragments_size + length > self._max_message_size:
+            raise _ProtocolError(TOO_BIG, f"Exceeded maximum message size: {self._max_message_size} bytes")
+
+    async def _on_frame(self, buffer: bytearray, offset: int, masked: int, end: int) -> str | bytes | None:
+        first = buffer[0]
+        if masked:
+            key = bytes(buffer[offset : offset + 4])
+            payload = _mask(bytes(buffer[offset + 4 : end]), key)
+        else:
+            payload = bytes(buffer[offset:end])
+        del buffer[:end]
+        opcode = first & 0x0F
+        final = first & 0x80
+        if opcode == BINARY or opcode == TEXT:
+            if self._fragment_opcode:
+                await self._fail(PROTOCOL_ERROR, "a new message began inside a fragmented one")
+            if not final:
+                self._fragment_opcode = opcode
+                self._fragments = [payload]
+                self._fragments_size = len(payload)
+                return None
+            return await self._message(opcode, payload)
+        if opcode == CONTINUATION:
+            if not self._fragment_opcode:
+                await self._fail(PROTOCOL_ERROR, "continuation frame without a message")
+            self._fragments.append(payload)
+            self._fragments_size += len(payload)
+            if not final:
+                return None
+            opcode, self._fragment_opcode = self._fragment_opcode, 0
+            payload = b"".join(self._fragments)
+            self._fragments, self._fragments_size = [], 0
+            return await self._message(opcode, payload)
+        if opcode == PING:
+            await self._send_frame(PONG, payload)
+            return None
+        if opcode == PONG:
+            return None
+        await self._on_close(payload)
+        return None  # not reached: _on_close raises
+
+    async def _message(self, opcode: int, payload: bytes) -> str | bytes:
+        if opcode == BINARY:
+            return payload
+        try:
+            return payload.decode("utf-8")
+        except UnicodeDecodeError:
+            await self._fail(INVALID_DATA, "text message is not UTF-8")
+            raise AssertionError("not reached")  # pragma: no cover
+
+    async def _on_close(self, payload: bytes) -> None:
+        if len(payload) >= 2:
+            code = int.from_bytes(payload[:2], "big")
+            reason = payload[2:].decode("utf-8", errors="replace") or None
+        else:
+            code, reason = 1005, None
+        self._peer_closed.set()
+        if self.closed is None:
+            # The peer began the closing handshake: echo its code (RFC 6455 5.5.1).
+            self.closed = CloseReason(code, reason)
+            await self._send_close(code if code not in (1005, 1006, 1015) else NORMAL, "")
+            await self._close_stream()
+        raise ConnectionClosed(self.closed)
+
+    async def _fail(self, code: int, reason: str) -> None:
+        """Close with `code` because of what the peer sent, then raise ConnectionClosed."""
+        if self.closed is None:
+            self.closed = CloseReason(code, reason)
+            await self._send_close(code, reason)
+            await self._close_stream()
+        raise ConnectionClosed(self.closed)
+
+    async def _abort(self, code: int, reason: str) -> None:
+        if self.closed is None:
+            self.closed = CloseReason(code, reason)
+        self._peer_closed.set()
+        await self._close_stream()
+        raise ConnectionClosed(self.closed)
+
+    # ------------------------------------------------------------------- send
+
+    async def send_message(self, message: str | bytes) -> None:
+        """Send one message; raises ConnectionClosed if the connection is closed."""
+        if self.closed is not None:
+            raise ConnectionClosed(self.closed)
+        if type(message) is str:
+            await self._send_frame(TEXT, message.encode("utf-8"))
+        elif isinstance(message, bytes | bytearray | memoryview):
+            await self._send_frame(BINARY, bytes(message))
+        else:
+            raise ValueError("message must be str or bytes")
+
+    async def _send_frame(self, opcode: int, payload: bytes) -> None:
+        if self._client:
+            key = os.urandom(4)
+            data = _header(opcode, len(payload), True) + key + _mask(payload, key)
+        else:
+            data = _header(opcode, len(payload), False) + payload
+        lock = self._send_lock
+        try:
+            lock.acquire_nowait()  # free almost always: no scheduling round-trip
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            fd = self._fd
+            if fd >= 0:
+                # Plain TCP: the kernel almost always takes the whole frame at
+                # once, so try that first and let Trio wait only for the rest.
+                try:
+                    sent = os.write(fd, data)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    raise trio.BrokenResourceError from None
+                if sent == len(data):
+                    return
+                data = data[sent:]
+            await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if self.closed is None:
+                self.closed = CloseReason(ABNORMAL, "connection lost")
+            raise ConnectionClosed(self.closed) from None
+        finally:
+            lock.release()
+
+    async def _send_close(self, code: int, reason: str) -> None:
+        if self._close_sent:
+            return
+        self._close_sent = True
+        payload = struct.pack("!H", code) + reason.encode("utf-8")[:123]
+        try:
+            await self._send_frame(CLOSE, payload)
+        except ConnectionClosed:
+            pass
+
+    async def aclose(self, code: int = NORMAL, reason: str | None = None) -> None:
+        """Close with `code`; waits (briefly) for the peer's half of the closing handshake."""
+        if self.closed is not None:
+            await self._close_stream()
+            return
+        self.closed = CloseReason(code, reason)
+        try:
+            await self._send_close(code, reason or "")
+            with trio.move_on_after(CLOSE_WAIT_S):
+                if self._reading:
+                    await self._peer_closed.wait()  # the reading task sees the reply
+                else:
+                    await self._drain_until_close()
+        finally:
+            await self._close_stream()
+
+    async def _drain_until_close(self) -> None:
+        while not self._peer_closed.is_set():
+            try:
+                data = await self._stream.receive_some(RECEIVE_BYTES)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if not data:
+                return
+            self._buffer += data
+            # Only look for the close frame; data after our close is discarded.
+            while len(self._buffer) >= 2:
+                second = self._buffer[1]
+                length = second & 0x7F
+                offset = 2 + (2 if length == 126 else 8 if length == 127 else 0)
+                if len(self._buffer) < offset:
+                    break
+                if length == 126:
+                    length = (self._buffer[2] << 8) | self._buffer[3]
+                elif length == 127:
+                    length = int.from_bytes(self._buffer[2:10], "big")
+                end = offset + (4 if second & 0x80 else 0) + length
+                if len(self._buffer) < end:
+                    break
+                opcode = self._buffer[0] & 0x0F
+                del self._buffer[:end]
+                if opcode == CLOSE:
+                    self._peer_closed.set()
+                    return
+
+    async def _close_stream(self) -> None:
+        self._fd = -1
+        with trio.CancelScope(shield=True):
+            try:
+                await self._stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+
+# -------------------------------------------------------------- handshakes
+
+
+def _trailing(handshake: H11Handshake) -> bytes:
+    """Bytes that came after the HTTP head: the first frames (a server may send at once).
+
+    wsproto keeps them in its h11 connection (h11's public `trailing_data`).
+    """
+    return bytes(handshake._h11_connection.trailing_data[0])
+
+
+class FastRequest:
+    """A client's upgrade request, before it is accepted or rejected (server side)."""
+
+    def __init__(self, stream: trio.abc.Stream, handshake: H11Handshake, event: Request, max_message_size: int):
+        self._stream = stream
+        self._handshake = handshake
+        self._event = event
+        self._max_message_size = max_message_size
+        self.answered = False
+
+    @property
+    def path(self) -> str:
+        return self._event.target
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return list(self._event.extra_headers)
+
+    @property
+    def proposed_subprotocols(self) -> tuple[str, ...]:
+        return tuple(self._event.subprotocols)
+
+    async def accept(
+        self, *, subprotocol: str | None = None, extra_headers: list[tuple[bytes, bytes]] | None = None
+    ) -> FastWebSocket:
+        self.answered = True
+        data = self._handshake.send(AcceptConnection(subprotocol=subprotocol, extra_headers=extra_headers or []))
+        await self._stream.send_all(data)
+        return FastWebSocket(self._stream, client=False, max_message_size=self._max_message_size, buffered=_trailing(self._handshake))
+
+    async def reject(
+        self, status_code: int, *, extra_headers: list[tuple[bytes, bytes]] | None = None, body: bytes | None = None
+    ) -> None:
+        self.answered = True
+        headers = list(extra_headers or [])
+        if body:
+            headers.append((b"content-length", str(len(body)).encode("ascii")))
+        data = self._handshake.send(RejectConnection(status_code=status_code, headers=headers, has_body=bool(body)))
+        if body:
+            data += self._handshake.send(RejectData(data=body))
+        await self._stream.send_all(data)
+        await self._stream.aclose()
+
+
+async def _server_handshake(stream: trio.abc.Stream, max_message_size: int) -> FastRequest | None:
+    """Read the upgrade request; None (after answering 4xx) when it is not one."""
+    handshake = H11Handshake(ConnectionType.SERVER)
+    while True:
+        try:
+            data = await stream.receive_some(RECEIVE_BYTES)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return None
+        if not data:
+            return None
+        try:
+            handshake.receive_data(data)
+            for event in handshake.events():
+                if isinstance(event, Request):
+                    return FastRequest(stream, handshake, event, max_message_size)
+        except RemoteProtocolError as error:
+            hint = error.event_hint
+            if hint is not None:
+                try:
+                    await stream.send_all(handshake.send(hint))
+                except (trio.BrokenResourceError, trio.ClosedResourceError, RemoteProtocolError):
+                    pass
+            return None
+
+
+async def serve_fast(
+    handler: Callable[[FastRequest], Awaitable[None]],
+    listeners: Sequence[trio.abc.Listener[Any]],
+    *,
+    handler_nursery: trio.Nursery,
+    max_message_size: int,
+    connect_timeout: float,
+    task_status: trio.TaskStatus[list[Any]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Accept on `listeners` until cancelled; run `handler(request)` for each upgrade request."""
+
+    async def connection(stream: trio.abc.Stream) -> None:
+        try:
+            request = None
+            with trio.move_on_after(connect_timeout):
+                if isinstance(stream, trio.SSLStream):
+                    await stream.do_handshake()
+                request = await _server_handshake(stream, max_message_size)
+            if request is not None:
+                await handler(request)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            with trio.CancelScope(shield=True):
+                try:
+                    await stream.aclose()
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+
+    await trio.serve_listeners(connection, list(listeners), handler_nursery=handler_nursery, task_status=task_status)
+
+
+def listener_port(listener: Any) -> int:
+    inner = getattr(listener, "transport_listener", listener)
+    return inner.socket.getsockname()[1]
+
+
+async def connect_fast(
+    stream: trio.abc.Stream,
+    host: str,
+    resource: str,
+    *,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+    subprotocols: list[str] | None = None,
+    max_message_size: int,
+) -> FastWebSocket:
+    """The client half of the handshake on an open stream (TLS already done).
+
+    Raises ConnectionRejected for a non-101 answer (with its status and body),
+    HandshakeError if the peer goes away or answers something else.
+    """
+    try:
+        return await _client_handshake(stream, host, resource, extra_headers, subprotocols, max_message_size)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            try:
+                await stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+        raise
+
+
+async def _client_handshake(
+    stream: trio.abc.Stream,
+    host: str,
+    resource: str,
+    extra_headers: list[tuple[bytes, bytes]] | None,
+    subprotocols: list[str] | None,
+    max_message_size: int,
+) -> FastWebSocket:
+    handshake = H11Handshake(ConnectionType.CLIENT)
+    request = Request(host=host, target=resource, extra_headers=extra_headers or [], subprotocols=subprotocols or [])
+    await stream.send_all(handshake.send(request))
+    rejected: RejectConnection | None = None
+    body = b""
+    while True:
+        try:
+            data = await stream.receive_some(RECEIVE_BYTES)
+        except trio.BrokenResourceError as error:
+            raise HandshakeError("the upstream closed the connection during the handshake") from error
+        if not data:
+            if rejected is not None:
+                raise ConnectionRejected(rejected.status_code, tuple(rejected.headers), body)
+            raise HandshakeError("the upstream closed the connection during the handshake")
+        try:
+            handshake.receive_data(data)
+            for event in handshake.events():
+                if isinstance(event, AcceptConnection):
+                    return FastWebSocket(
+                        stream, client=True, max_message_size=max_message_size, buffered=_trailing(handshake)
+                    )
+                if isinstance(event, RejectConnection):
+                    rejected = event
+                    if not event.has_body:
+                        raise ConnectionRejected(event.status_code, tuple(event.headers), None)
+                elif isinstance(event, RejectData):
+                    body += event.data
+                    if event.body_finished and rejected is not None:
+                        raise ConnectionRejected(rejected.status_code, tuple(rejected.headers), body)
+        except RemoteProtocolError as error:
+            raise HandshakeError(f"bad handshake answer: {error}") from error

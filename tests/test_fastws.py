@@ -1,0 +1,153 @@
+"""proxy/fastws.py: the WebSocket framing of the proxy's data path (RFC 6455 section 5),
+fed raw bytes through an in-memory stream so every edge is exact."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import pytest
+import trio
+import trio.testing
+from trio_websocket import ConnectionClosed
+
+from proxy.fastws import FastWebSocket, _mask
+
+
+def frame(opcode: int, payload: bytes, *, final: bool = True, masked: bool = True) -> bytes:
+    first = (0x80 if final else 0) | opcode
+    size = len(payload)
+    if size < 126:
+        head = bytes((first, (0x80 if masked else 0) | size))
+    else:
+        head = struct.pack("!BBH", first, (0x80 if masked else 0) | 126, size)
+    if not masked:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + _mask(payload, key)
+
+
+class Peer:
+    """The far end: writes raw frames, reads back whatever the socket sent."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.buffer = bytearray()
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def read_frame(self) -> tuple[int, bytes]:
+        """One frame sent by the socket under test (unmasking if it masked)."""
+        while True:
+            if len(self.buffer) >= 2:
+                second = self.buffer[1]
+                size, offset = second & 0x7F, 2
+                if size == 126:
+                    size, offset = int.from_bytes(self.buffer[2:4], "big"), 4
+                masked = bool(second & 0x80)
+                end = offset + (4 if masked else 0) + size
+                if len(self.buffer) >= end:
+                    opcode = self.buffer[0] & 0x0F
+                    payload = bytes(self.buffer[offset + (4 if masked else 0) : end])
+                    if masked:
+                        payload = _mask(payload, bytes(self.buffer[offset : offset + 4]))
+                    del self.buffer[:end]
+                    return opcode, payload
+            data = await self.stream.receive_some(65536)
+            assert data, "stream closed"
+            self.buffer += data
+
+
+def pair(*, client: bool = False, max_message_size: int = 1 << 20) -> tuple[FastWebSocket, Peer]:
+    ours, theirs = trio.testing.memory_stream_pair()
+    return FastWebSocket(ours, client=client, max_message_size=max_message_size), Peer(theirs)
+
+
+async def test_fragments_join_and_a_ping_in_between_is_answered() -> None:
+    socket, peer = pair()
+    with trio.fail_after(5):
+        await peer.send(frame(0x1, "héllo ".encode(), final=False))
+        await peer.send(frame(0x9, b"are you there"))
+        await peer.send(frame(0x0, b"world"))
+        assert await socket.get_message() == "héllo world"
+        assert await peer.read_frame() == (0xA, b"are you there")
+
+
+async def test_binary_and_text_round_trip_in_order() -> None:
+    socket, peer = pair()
+    with trio.fail_after(5):
+        await peer.send(frame(0x2, b"\x00\x01" * 480) + frame(0x1, b'{"type":"KeepAlive"}'))
+        assert await socket.get_message() == b"\x00\x01" * 480
+        assert await socket.get_message() == '{"type":"KeepAlive"}'
+        await socket.send_message(b"\x02" * 960)
+        await socket.send_message("text")
+        assert await peer.read_frame() == (0x2, b"\x02" * 960)
+        assert await peer.read_frame() == (0x1, b"text")
+
+
+async def test_client_side_masks_every_frame() -> None:
+    socket, peer = pair(client=True)
+    with trio.fail_after(5):
+        await socket.send_message("to the upstream")
+        assert peer.buffer == b""
+        raw = await peer.stream.receive_some(65536)
+        assert raw[1] & 0x80  # RFC 6455 5.3: a client frame is masked
+        peer.buffer += raw
+        assert await peer.read_frame() == (0x1, b"to the upstream")
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (frame(0x2, b"audio", masked=False), 1002),  # a client must mask
+        (frame(0x1, b"\xff\xfe not utf-8"), 1007),
+        (bytes((0x82 | 0x40, 0x80 | 1)) + b"\0\0\0\0x", 1002),  # reserved bit, no extension
+        (frame(0x0, b"orphan continuation"), 1002),
+        (frame(0x3, b""), 1002),  # unknown opcode
+    ],
+)
+async def test_bad_frames_close_with_the_rfc_code(data: bytes, code: int) -> None:
+    socket, peer = pair()
+    with trio.fail_after(5):
+        await peer.send(data)
+        with pytest.raises(ConnectionClosed) as closed:
+            await socket.get_message()
+        assert closed.value.reason.code == code
+        opcode, payload = await peer.read_frame()
+        assert (opcode, int.from_bytes(payload[:2], "big")) == (0x8, code)
+
+
+async def test_too_big_closes_with_1009_before_the_payload_arrives() -> None:
+    socket, peer = pair(max_message_size=1000)
+    with trio.fail_after(5):
+        await peer.send(bytes((0x82, 0x80 | 126)) + (1001).to_bytes(2, "big") + b"\0\0\0\0")  # header only
+        with pytest.raises(ConnectionClosed) as closed:
+            await socket.get_message()
+        assert closed.value.reason.code == 1009
+        assert socket.closed is not None and socket.closed.code == 1009
+
+
+async def test_peer_close_is_echoed_and_reported() -> None:
+    socket, peer = pair()
+    with trio.fail_after(5):
+        await peer.send(frame(0x8, struct.pack("!H", 4000) + b"bye"))
+        with pytest.raises(ConnectionClosed) as closed:
+            await socket.get_message()
+        assert (closed.value.reason.code, closed.value.reason.reason) == (4000, "bye")
+        opcode, payload = await peer.read_frame()
+        assert (opcode, int.from_bytes(payload[:2], "big")) == (0x8, 4000)
+        with pytest.raises(ConnectionClosed):
+            await socket.send_message("late")
+
+
+async def test_local_close_sends_the_code_and_waits_for_the_answer() -> None:
+    socket, peer = pair()
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(socket.aclose, 1013, "client buffer full")
+            opcode, payload = await peer.read_frame()
+            assert (opcode, int.from_bytes(payload[:2], "big"), payload[2:]) == (0x8, 1013, b"client buffer full")
+            await peer.send(frame(0x8, payload[:2]))
+        assert socket.closed is not None and socket.closed.code == 1013
+        assert await peer.stream.receive_some(10) == b""  # then the stream is closed

@@ -27,19 +27,10 @@ from urllib.parse import urlsplit
 
 import attrs
 import trio
-from trio_websocket import (
-    ConnectionClosed,
-    ConnectionRejected,
-    HandshakeError,
-    WebSocketConnection,
-    WebSocketRequest,
-    WebSocketServer,
-    serve_websocket,
-    wrap_client_stream,
-)
+from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError
 
 from .config import Config
-from .fastws import connect_fast, listener_port, serve_fast
+from .fastws import FastRequest, FastWebSocket, connect_fast, listener_port, serve_fast
 from .handshake import decide
 from .metrics import TRANSLATION_SAMPLE_EVERY, Metrics
 from .protocol.deepgram import Error as ErrorMessage
@@ -88,10 +79,10 @@ class Connection:
     """One accepted client and, once connected, its upstream."""
 
     config: Config
-    client: WebSocketConnection
+    client: FastWebSocket
     connection_id: str
     log: ConnectionLog
-    upstream: WebSocketConnection | None = None
+    upstream: FastWebSocket | None = None
     # Plain integer counters, shared by the server's connections (read at scrape time).
     metrics: Metrics = attrs.Factory(Metrics)
     _inbound: Any = None  # send side of the translator's channel
@@ -524,14 +515,14 @@ class ProxyServer:
         if self.connections:
             await self._all_closed.wait()
 
-    async def _handle(self, request: WebSocketRequest) -> None:
+    async def _handle(self, request: FastRequest) -> None:
         # An exception here would take the whole listener down: contain it.
         try:
             await self._handle_request(request)
         except Exception:
             log.exception("connection failed")
 
-    async def _handle_request(self, request: WebSocketRequest) -> None:
+    async def _handle_request(self, request: FastRequest) -> None:
         config = self.config
         decision = decide(
             request.path,

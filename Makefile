@@ -35,6 +35,7 @@ SERVICE_DIR ?= /etc/systemd/system
 SERVICE_OUT ?= $(SERVICE_DIR)/$(SERVICE_NAME).service
 SERVICE_PYTHON ?= $(abspath $(PY))
 ENV_FILE ?= $(CURDIR)/.env
+SYSTEMCTL ?= systemctl
 
 .PHONY: render-service install-service chat
 
@@ -46,7 +47,7 @@ render-service:
 install-service: install
 	@test -f $(ENV_FILE) || { echo "$(ENV_FILE) is missing: cp .env.example .env and set OPENAI_API_KEY"; exit 1; }
 	$(MAKE) --no-print-directory render-service
-	systemctl daemon-reload
+	$(SYSTEMCTL) daemon-reload
 	@echo "installed $(SERVICE_OUT); start it with: sudo systemctl enable --now $(SERVICE_NAME)"
 
 # A quick turn without a browser: make chat TEXT="Hello" [URL=ws://127.0.0.1:8080/openai]

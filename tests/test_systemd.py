@@ -130,3 +130,25 @@ def test_watchdog_interval_is_half_and_for_this_process_only():
     assert Notifier({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}).watchdog_interval_s is None
     assert Notifier({"WATCHDOG_USEC": "0"}).watchdog_interval_s is None
     assert Notifier({}).watchdog_interval_s is None
+
+
+def test_make_install_service(tmp_path):
+    """`make install-service` writes the rendered unit where asked and reloads systemd."""
+    env_file = tmp_path / "proxy.env"
+    reloads = tmp_path / "reloads"
+    fake_systemctl = tmp_path / "systemctl"
+    fake_systemctl.write_text(f'#!/bin/sh\necho "$@" >> {reloads}\n')
+    fake_systemctl.chmod(0o755)
+    command = ["make", "--no-print-directory", "-s", "install-service", f"SERVICE_DIR={tmp_path}",
+               f"ENV_FILE={env_file}", f"SYSTEMCTL={fake_systemctl}", f"SERVICE_PYTHON={sys.executable}"]
+    missing = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and "is missing" in missing.stdout + missing.stderr
+    env_file.write_text("OPENAI_API_KEY=sk-test\n")
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    unit = (tmp_path / "openai-proxy.service").read_text()
+    assert f"ExecStart={sys.executable} -m proxy" in unit
+    assert f"EnvironmentFile={env_file}" in unit
+    assert f"BindReadOnlyPaths={ROOT}" in unit
+    assert reloads.read_text().split() == ["daemon-reload"]
+    assert "systemctl enable --now openai-proxy" in result.stdout

@@ -71,6 +71,7 @@ class FastWebSocket:
         self._stream = stream
         # The socket's descriptor for direct non-blocking writes; -1 for TLS.
         self._fd = stream.socket.fileno() if type(stream) is trio.SocketStream else -1
+        self._drained = True
         self._client = client
         self._max_message_size = max_message_size
         self._buffer = bytearray(buffered)
@@ -125,13 +126,41 @@ class FastWebSocket:
                     end = offset + (4 if masked else 0) + length
                     if size >= end:
                         return await self._on_frame(buffer, offset, masked, end)
-            try:
-                data = await self._stream.receive_some(RECEIVE_BYTES)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
+            data = await self._receive()
             if not data:
                 await self._abort(ABNORMAL, "connection lost")
             buffer += data
+
+    async def _receive(self) -> bytes:
+        """Some bytes from the peer; b"" once the connection is gone."""
+        fd = self._fd
+        if fd < 0:
+            try:
+                return await self._stream.receive_some(RECEIVE_BYTES)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return b""
+        # Plain TCP: after a read that emptied the socket, the next frame is
+        # ~20 ms away, so wait for readiness first instead of a read that
+        # fails with EAGAIN (one system call per message saved).
+        while True:
+            try:
+                if self._drained:
+                    await trio.lowlevel.wait_readable(fd)
+                else:
+                    await trio.lowlevel.checkpoint()
+            except trio.ClosedResourceError:
+                return b""
+            if self._fd < 0:
+                return b""
+            try:
+                data = os.read(fd, RECEIVE_BYTES)
+            except BlockingIOError:
+                self._drained = True
+                continue
+            except OSError:
+                return b""
+            self._drained = len(data) < RECEIVE_BYTES
+            return data
 
     def _check_header(self, first: int, second: int, length: int) -> None:
         if first & 0x70:

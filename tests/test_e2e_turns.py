@@ -6,7 +6,7 @@ import base64
 
 import trio
 
-from proxy.testing import DEFAULT_AUDIO, DEFAULT_REPLY, DEFAULT_SETTINGS
+from proxy.testing import DEFAULT_AUDIO, DEFAULT_REPLY
 
 
 async def test_text_turn(proxy, fake):

@@ -22,15 +22,13 @@ from ..audio import InboundStream, OutboundStream
 from ..protocol import deepgram as dg
 from ..protocol import openai as oa
 from ..protocol.converter import MessageError, structure
-from .actions import Action, CancelTimer, CloseClient, StartTimer, ToClient, ToClientAudio, ToUpstream
-from .settings import DEFAULT_OUTPUT, InvalidSettings, SessionPlan, plan_session, tools_from, voice_from
+from .actions import Action, CloseClient, ToClient, ToClientAudio, ToUpstream
+from .calls import FUNCTION_CALL_TIMER, FunctionCalls
+from .settings import DEFAULT_OUTPUT, SessionPlan
+from .setup import SAY_VERBATIM, SessionSetup
 from .turns import (
     AGENT,
-    FUNCTION,
-    GREETING,
     PROMPT,
-    SPEAK,
-    THINK,
     USER,
     VOICE,
     ActiveResponse,
@@ -39,9 +37,7 @@ from .turns import (
     ResponseRequest,
     Update,
 )
-
-FUNCTION_CALL_TIMER = "function_call"
-UPDATE_TIMER = "update"
+from .updates import UPDATE_TIMER, LiveUpdates
 
 # P1.3: one append carries at most 15 MiB of base64, i.e. 15 MiB * 3/4 of
 # audio; kept even so a PCM16 sample is never split across two appends.
@@ -50,12 +46,6 @@ MAX_APPEND_AUDIO_BYTES = (15 * 1024 * 1024 // 4) * 3 // 2 * 2
 # P6 error row: upstream codes that name an expected end of the session keep
 # their names; this one is a harmless race and becomes a Warning.
 ACTIVE_RESPONSE_CODE = "conversation_already_has_active_response"
-
-# P5.3: how an injected agent message is spoken.
-SAY_VERBATIM = (
-    "Say exactly the following message to the user, word for word, "
-    "adding nothing before or after it:\n{message}"
-)
 
 
 @attrs.frozen
@@ -73,7 +63,7 @@ class SessionOptions:
         return cls(**{field.name: getattr(config, field.name) for field in attrs.fields(cls)})
 
 
-class Session:
+class Session(SessionSetup, FunctionCalls, LiveUpdates):
     """One client connection's translation state. Feed it events; act on what it returns."""
 
     def __init__(self, connection_id: str, options: SessionOptions, log: logging.LoggerAdapter | None = None):
@@ -225,22 +215,6 @@ class Session:
 
     # ----------------------------------------------------------- client side
 
-    def _hold(self, message: Any, size: int) -> None:
-        """P2.2/P3.6: hold until ready, bounded; overflow closes with 1013."""
-        if (
-            len(self._held) >= self.options.max_held_frames
-            or self._held_bytes + size > self.options.max_held_bytes
-        ):
-            self._error(
-                "CLIENT_BUFFER_FULL",
-                f"more than {self.options.max_held_frames} frames or {self.options.max_held_bytes} bytes "
-                "arrived before the session was ready",
-            )
-            self._close(1013, "client buffer full")
-            return
-        self._held.append((message, size))
-        self._held_bytes += size
-
     def _dispatch(self, message: Any, now: float) -> None:
         if isinstance(message, bytes):
             self._append_audio(message)
@@ -258,24 +232,6 @@ class Session:
             self._update_speak(message, now)
         elif isinstance(message, dg.UpdateThink):
             self._update_think(message, now)
-
-    def _on_first_settings(self, settings: dg.Settings) -> None:
-        """P3.1/P3.7: the first valid Settings becomes one session.update."""
-        try:
-            plan = plan_session(
-                settings,
-                turn_detection=self.options.turn_detection,
-                transcription_model=self.options.transcription_model,
-            )
-        except InvalidSettings as error:
-            self._error("INVALID_SETTINGS", str(error))
-            return
-        self._plan = plan
-        self._audio_in = InboundStream(plan.input_format)
-        self._output_format = plan.output_format
-        if plan.voice_ignored:
-            self._client(dg.Warning(description=plan.voice_ignored, code="VOICE_IGNORED"))
-        self._settings_event_id = self._upstream_session_update(plan.session)
 
     def _append_audio(self, data: bytes) -> None:
         assert self._audio_in is not None
@@ -324,102 +280,6 @@ class Session:
                 self._upstream(oa.ResponseCancel(event_id=self._new_id("e"), response_id=self._response.id))
             self._response_queue.appendleft(request)
             self._pump(now)
-
-    def _function_call_response(self, message: dg.FunctionCallResponse, now: float) -> None:
-        """P5.2: forward the output; follow up once the round is complete."""
-        self._upstream(
-            oa.ConversationItemCreate(
-                event_id=self._new_id("e"),
-                item=oa.FunctionCallOutputItem(call_id=message.id, output=message.content),
-            )
-        )
-        round_ = self._calls
-        if round_ is None or message.id not in round_.calls:
-            self.log.warning("FunctionCallResponse for a call not asked in this round", extra={"call_id": message.id})
-            return
-        round_.answered.add(message.id)
-        round_.last_answer_at = now
-        if round_.complete:
-            self._follow_up_calls(now)
-        elif round_.all_answered:
-            # The upstream has not said the asking response is done: wait for it,
-            # but not forever (counted from the client's last answer).
-            self._out.append(StartTimer(FUNCTION_CALL_TIMER, now + self.options.function_call_deadline_s))
-
-    def _follow_up_calls(self, now: float) -> None:
-        self._calls = None
-        self._out.append(CancelTimer(FUNCTION_CALL_TIMER))
-        self._request_response(ResponseRequest(FUNCTION), now)
-
-    def _function_call_deadline(self, now: float) -> None:
-        round_ = self._calls
-        if round_ is None or not round_.all_answered:
-            return
-        self.log.error(
-            "no response.done arrived for the response that asked for function calls; sending the follow-up anyway",
-            extra={"missing_signal": "response.done", "response_id": round_.response_id},
-        )
-        if self._response is not None and self._response.id == round_.response_id:
-            self._end_response(self._response, now)
-        self._follow_up_calls(now)
-
-    # ---------------------------------------------------------- live updates
-
-    def _update_speak(self, message: dg.UpdateSpeak, now: float) -> None:
-        voice, ignored = voice_from(message.speak)
-        if voice is None:
-            # Nothing the upstream could use: say so, and acknowledge the
-            # (unchanged) speak configuration so the client is not left waiting.
-            self._client(dg.Warning(description=ignored or "no Realtime voice given", code="VOICE_IGNORED"))
-            self._client(dg.SpeakUpdated())
-            return
-        self._queue_update(Update(SPEAK, {"audio": {"output": {"voice": voice}}}, voice=voice), now)
-
-    def _update_think(self, message: dg.UpdateThink, now: float) -> None:
-        tools = tools_from(message.think.functions)
-        self._queue_update(Update(THINK, {"tools": list(tools)}, instructions=message.think.prompt or "", tools=tools), now)
-
-    def _queue_update(self, update: Update, now: float) -> None:
-        self._updates.append(update)
-        self._pump(now)
-
-    def _start_update(self, update: Update, now: float) -> None:
-        session = {"type": "realtime", **update.session}
-        if update.append_prompt is not None:
-            # P5.4: appended to the instructions as they are when this update
-            # starts, i.e. after every earlier update was applied or rejected
-            # (P5.7: a rejected prompt is not carried into the next one).
-            base = self._instructions
-            update.instructions = f"{base}\n{update.append_prompt}" if base else update.append_prompt
-        if update.instructions is not None:
-            session["instructions"] = update.instructions
-        update.event_id = self._upstream_session_update(session)
-        self._pending_update = update
-        self._out.append(StartTimer(UPDATE_TIMER, now + self.options.update_timeout_s))
-
-    def _finish_update(self, now: float, *, error: oa.ErrorDetail | None = None, timed_out: bool = False) -> None:
-        update = self._pending_update
-        assert update is not None
-        self._pending_update = None
-        self._out.append(CancelTimer(UPDATE_TIMER))
-        if timed_out:
-            self._error("UPDATE_TIMEOUT", f"the upstream neither applied nor rejected the {update.kind} update in time")
-        elif error is not None:
-            # P5.7: rejected; the change is forgotten.
-            self._error(error.code or error.type, f"{update.kind} update rejected: {error.message}")
-        else:
-            if update.instructions is not None:
-                self._instructions = update.instructions
-            if update.tools is not None:
-                self._tools = update.tools
-            if update.voice is not None:
-                self._voice = update.voice
-            self._client({PROMPT: dg.PromptUpdated, SPEAK: dg.SpeakUpdated, THINK: dg.ThinkUpdated}[update.kind]())
-        self._pump(now)
-
-    def _update_deadline(self, now: float) -> None:
-        if self._pending_update is not None:
-            self._finish_update(now, timed_out=True)
 
     # -------------------------------------------------------------- responses
 
@@ -477,46 +337,6 @@ class Session:
             self._become_ready(now)
         elif self._pending_update is not None:
             self._finish_update(now)
-
-    def _become_ready(self, now: float) -> None:
-        """P3.3: SettingsApplied, context, greeting, then what was held."""
-        plan = self._plan
-        assert plan is not None
-        self.ready = True
-        self._settings_event_id = None
-        self._instructions = plan.instructions
-        self._tools = plan.tools
-        self._voice = plan.voice
-        self._client(dg.SettingsApplied())
-        for entry in plan.history:  # P3.4
-            for item in _history_items(entry):
-                self._upstream(oa.ConversationItemCreate(event_id=self._new_id("e"), item=item))
-        if plan.greeting:  # P3.5
-            self._upstream(
-                oa.ConversationItemCreate(
-                    event_id=self._new_id("e"),
-                    item=oa.MessageItem(
-                        role="assistant", content=(oa.ContentPart(type="output_text", text=plan.greeting),)
-                    ),
-                )
-            )
-            self._client(dg.ConversationText(role="assistant", content=plan.greeting))
-            if self.options.greeting == "speak":
-                self._request_response(
-                    ResponseRequest(
-                        GREETING,
-                        instructions=SAY_VERBATIM.format(message=plan.greeting),
-                        out_of_band=True,
-                        message=plan.greeting,
-                    ),
-                    now,
-                )
-        held, self._held = self._held, deque()
-        self._held_bytes = 0
-        for message, _size in held:
-            if self.closed:
-                break
-            self._dispatch(message, now)
 
     def _on_item_acknowledged(self, event: oa.ItemEvent, now: float) -> None:
         # P5.1: created, added or done, whichever comes first; then exactly once.
@@ -605,20 +425,6 @@ class Session:
             return  # P6.1: one ConversationText per content part
         self._texts_sent.add(key)
         self._client(dg.ConversationText(role="assistant", content=text))
-
-    def _on_function_call(self, event: oa.FunctionCallArgumentsDone, now: float) -> None:
-        if self._calls is None or self._calls.response_id != event.response_id:
-            if self._calls is not None:
-                self.log.warning("function calls left unanswered", extra={"response_id": self._calls.response_id})
-            self._calls = CallRound(response_id=event.response_id)
-        self._calls.calls[event.call_id] = event.name
-        self._client(
-            dg.FunctionCallRequest(
-                functions=(
-                    dg.FunctionCallRequestItem(id=event.call_id, name=event.name, arguments=event.arguments, client_side=True),
-                )
-            )
-        )
 
     def _on_response_done(self, event: oa.ResponseEvent, now: float) -> None:
         response = self._response
@@ -730,21 +536,6 @@ class Session:
     def _flush(self) -> list[Action]:
         out, self._out = self._out, []
         return out
-
-
-def _history_items(entry: dg.HistoryMessage) -> list[oa.Item]:
-    """P3.4: one context entry -> the conversation items it stands for."""
-    if entry.function_calls:
-        items: list[oa.Item] = []
-        for call in entry.function_calls:
-            items.append(oa.FunctionCallItem(call_id=call.id, name=call.name, arguments=call.arguments))
-            items.append(oa.FunctionCallOutputItem(call_id=call.id, output=call.response))
-        return items
-    if entry.content is None:
-        return []
-    part_type = "output_text" if entry.role == "assistant" else "input_text"
-    role = "assistant" if entry.role == "assistant" else "user"
-    return [oa.MessageItem(role=role, content=(oa.ContentPart(type=part_type, text=entry.content),))]
 
 
 _UPSTREAM_HANDLERS: dict[str, tuple[type | None, Any]] = {

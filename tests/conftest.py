@@ -17,7 +17,7 @@ import trio
 
 from proxy.config import Config
 from proxy.server import ProxyServer
-from proxy.testing import AgentClient, FakeRealtime, open_agent_client
+from proxy.testing import AgentClient, FakeConnection, FakeRealtime, open_agent_client
 
 from .oracles import validate_deepgram_server_message, validate_openai_client_event
 
@@ -55,6 +55,15 @@ class ProxyFixture:
             self.clients.append(client)
             yield client
 
+    @asynccontextmanager
+    async def session(
+        self, fake: FakeRealtime, settings: dict[str, Any] | None = None
+    ) -> AsyncIterator[tuple[AgentClient, FakeConnection]]:
+        """A client past SettingsApplied, and the upstream connection it got."""
+        async with self.connect() as client:
+            await client.settings(settings)
+            await client.next("SettingsApplied")
+            yield client, await fake.next_connection()
 
 
 @pytest.fixture

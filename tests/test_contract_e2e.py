@@ -35,10 +35,7 @@ async def test_p5_2_deadline_follow_up_when_upstream_never_says_done(proxy_facto
     fake.responder = None
     proxy = await proxy_factory(function_call_deadline_s=0.2)
     with trio.fail_after(5):
-        async with proxy.connect() as client:
-            await client.settings()
-            await client.next("SettingsApplied")
-            upstream = await fake.next_connection()
+        async with proxy.session(fake) as (client, upstream):
             response_id = await upstream.begin_response()
             await upstream.send({"type": "response.function_call_arguments.done", "response_id": response_id,
                                  "item_id": "item_c", "output_index": 0, "call_id": "call_1",
@@ -55,10 +52,7 @@ async def test_p5_2_deadline_follow_up_when_upstream_never_says_done(proxy_facto
 async def test_p5_3_queue_and_interrupt(proxy, fake):
     fake.responder = None
     with trio.fail_after(5):
-        async with proxy.connect() as client:
-            await client.settings()
-            await client.next("SettingsApplied")
-            upstream = await fake.next_connection()
+        async with proxy.session(fake) as (client, upstream):
             first = await upstream.begin_response()
             await client.send({"type": "InjectAgentMessage", "message": "Queued line.", "behavior": "queue"})
             await client.send({"type": "KeepAlive"})
@@ -80,10 +74,7 @@ async def test_p5_3_queue_and_interrupt(proxy, fake):
 async def test_p5_5_update_speak_and_rejection(proxy, fake):
     fake.responder = None
     with trio.fail_after(5):
-        async with proxy.connect() as client:
-            await client.settings()
-            await client.next("SettingsApplied")
-            upstream = await fake.next_connection()
+        async with proxy.session(fake) as (client, upstream):
             await client.send({"type": "UpdateSpeak", "speak": {"provider": {"type": "open_ai", "voice": "sage"}}})
             await client.next("SpeakUpdated")
             assert upstream.session["audio"]["output"]["voice"] == "sage"
@@ -105,10 +96,7 @@ async def test_p5_6_update_think_and_p5_7_timeout(proxy_factory, fake):
     fake.responder = None
     proxy = await proxy_factory(update_timeout_s=0.2)
     with trio.fail_after(5):
-        async with proxy.connect() as client:
-            await client.settings()
-            await client.next("SettingsApplied")
-            upstream = await fake.next_connection()
+        async with proxy.session(fake) as (client, upstream):
             await client.send({"type": "UpdateThink", "think": {"provider": {"type": "open_ai"}, "prompt": "New role.",
                                                                  "functions": [{"name": "ping", "client_side": True}]}})
             await client.next("ThinkUpdated")
@@ -127,10 +115,7 @@ async def test_p5_6_update_think_and_p5_7_timeout(proxy_factory, fake):
 async def test_p6_1_text_and_transcript_give_one_conversation_text_and_failed_response_errors(proxy, fake):
     fake.responder = None
     with trio.fail_after(5):
-        async with proxy.connect() as client:
-            await client.settings()
-            await client.next("SettingsApplied")
-            upstream = await fake.next_connection()
+        async with proxy.session(fake) as (client, upstream):
             response_id = await upstream.begin_response()
             part = {"response_id": response_id, "item_id": "item_t", "output_index": 0, "content_index": 0}
             await upstream.send({"type": "response.output_audio.done", **part})
@@ -147,10 +132,7 @@ async def test_p6_1_text_and_transcript_give_one_conversation_text_and_failed_re
 async def test_p6_4_latency_figures_are_measured(proxy, fake):
     fake.responder = None
     with trio.fail_after(5):
-        async with proxy.connect() as client:
-            await client.settings()
-            await client.next("SettingsApplied")
-            upstream = await fake.next_connection()
+        async with proxy.session(fake) as (client, upstream):
             await client.send({"type": "InjectUserMessage", "content": "Hi"})
             create = await upstream.next("response.create")
             await trio.sleep(0.05)

@@ -30,10 +30,10 @@ import attrs
 from .common import frames_for, machine_busy_seconds, memory_kib
 
 ROOT = Path(__file__).resolve().parent.parent
-SHORT_COUNTS = (1, 10, 50, 100, 200)
+SHORT_COUNTS = (1, 10, 50, 100, 150, 200)
 SHORT_FLOOR = (1, 100, 200)
-LONG_COUNTS = (1, 10, 50, 100, 150, 200, 250, 300, 400)
-LONG_FLOOR = (1, 50, 100, 200, 300, 400)
+LONG_COUNTS = (1, 10, 50, 100, 150, 200, 300)
+LONG_FLOOR = (1, 100, 200, 300)
 
 
 @attrs.define

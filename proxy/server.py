@@ -321,13 +321,13 @@ class Connection:
                 await trio.sleep_forever()  # the reader reports the close
 
     async def _upstream_socket(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-        """Open the upstream; `task_status.started(connection)` once open, then run its reader.
+        """Open the upstream; `task_status.started(connection)` once open.
 
-        trio-websocket reports a rejected handshake (a non-101 answer) from the
-        socket's reader task, i.e. into the nursery that task runs in. Owning
-        that nursery here turns it into ConnectionRejected raised from
-        `nursery.start`, so it becomes an Error for the client (P2.3) instead
-        of tearing the client's connection down.
+        A rejected handshake (a non-101 answer) is ConnectionRejected raised
+        from `nursery.start`, so it becomes an Error for the client (P2.3)
+        instead of tearing the client's connection down. The connection
+        (proxy/fastws.py) has no reader task of its own: `_upstream_reader`
+        reads it.
         """
         config = self.config
         failure: Exception | None = None

@@ -19,6 +19,7 @@ is negotiated (no permessage-deflate), as before.
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,6 +31,8 @@ from wsproto import ConnectionType
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError
+
+log = logging.getLogger("proxy")
 
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 RECEIVE_BYTES = 65536
@@ -467,6 +470,9 @@ async def serve_fast(
                 await handler(request)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+        except Exception:
+            # A broken handshake must not take the listener down with it.
+            log.warning("handshake failed", exc_info=True)
         finally:
             with trio.CancelScope(shield=True):
                 try:

@@ -151,3 +151,24 @@ async def test_local_close_sends_the_code_and_waits_for_the_answer() -> None:
             await peer.send(frame(0x8, payload[:2]))
         assert socket.closed is not None and socket.closed.code == 1013
         assert await peer.stream.receive_some(10) == b""  # then the stream is closed
+
+
+async def read_until_closed(stream: trio.abc.Stream) -> bytes:
+    data = b""
+    while chunk := await stream.receive_some(65536):
+        data += chunk
+    return data
+
+
+async def test_the_listener_answers_non_websocket_requests_and_keeps_serving(proxy) -> None:
+    with trio.fail_after(10):
+        port = proxy.server.port
+        plain = await trio.open_tcp_stream("127.0.0.1", port)
+        await plain.send_all(b"GET /openai HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await read_until_closed(plain)).startswith(b"HTTP/1.1 400")
+        garbage = await trio.open_tcp_stream("127.0.0.1", port)
+        await garbage.send_all(b"\x16\x03\x01 not http at all\r\n\r\n")
+        assert (await read_until_closed(garbage)).startswith(b"HTTP/1.1 400")
+        async with proxy.connect() as client:  # the listener is still there
+            await client.settings()
+            await client.next("SettingsApplied")

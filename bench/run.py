@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -87,13 +88,19 @@ def read_latencies(path: str) -> array:
 
 def python_module(module: str, *args: str, cpus: str) -> list[str]:
     command = [sys.executable, "-m", module, *args]
-    return (["taskset", "-c", cpus] + command) if cpus else command
+    return pinned(command, cpus)
+
+
+def pinned(command: list[str], cpus: str) -> list[str]:
+    """`command` run on `cpus` (taskset when there is one; else unpinned)."""
+    if cpus and shutil.which("taskset"):
+        return ["taskset", "-c", cpus, *command]
+    return command
 
 
 def python_module_tool(tool: str, *args: str, cpus: str) -> list[str]:
     path = Path(sys.executable).with_name(tool)
-    command = [str(path) if path.exists() else tool, *args]
-    return (["taskset", "-c", cpus] + command) if cpus else command
+    return pinned([str(path) if path.exists() else tool, *args], cpus)
 
 
 def process_tree(pid: int) -> list[int]:

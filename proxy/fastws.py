@@ -271,12 +271,43 @@ class FastWebSocket:
         else:
             raise ValueError("message must be str or bytes")
 
-    async def _send_frame(self, opcode: int, payload: bytes) -> None:
+    def write_now(self, message: str | bytes) -> bytes | None:
+        """Write one message without waiting, or not at all.
+
+        None: nothing was written (TLS, closed, or another send in progress);
+        send it with `send_message`. b"": the whole frame was written. Other
+        bytes: the kernel took only part of the frame; the caller must send
+        the rest with `send_raw` before anything else.
+        """
+        fd = self._fd
+        if fd < 0 or self.closed is not None or self._send_lock.locked():
+            return None
+        if type(message) is str:
+            data = self._frame(TEXT, message.encode("utf-8"))
+        else:
+            data = self._frame(BINARY, bytes(message))
+        try:
+            sent = os.write(fd, data)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return None  # the awaiting send reports it as a close
+        return data[sent:]
+
+    async def send_raw(self, data: bytes) -> None:
+        """The rest of a frame `write_now` began."""
+        await self._send_bytes(data)
+
+    def _frame(self, opcode: int, payload: bytes) -> bytes:
         if self._client:
             key = os.urandom(4)
-            data = _header(opcode, len(payload), True) + key + _mask(payload, key)
-        else:
-            data = _header(opcode, len(payload), False) + payload
+            return _header(opcode, len(payload), True) + key + _mask(payload, key)
+        return _header(opcode, len(payload), False) + payload
+
+    async def _send_frame(self, opcode: int, payload: bytes) -> None:
+        await self._send_bytes(self._frame(opcode, payload))
+
+    async def _send_bytes(self, data: bytes) -> None:
         lock = self._send_lock
         try:
             lock.acquire_nowait()  # free almost always: no scheduling round-trip

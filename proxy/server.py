@@ -66,6 +66,13 @@ CLIENT_TEXT, CLIENT_AUDIO, UPSTREAM_TEXT, UPSTREAM_CLOSED, UPSTREAM_FAILED, TIME
 EVENT_NAMES = ("client_text", "client_audio", "upstream_text", "upstream_closed", "upstream_failed", "timer", "going_away")
 
 
+@attrs.frozen
+class _FrameTail:
+    """The rest of a frame the kernel took only part of (see `_write_client_now`)."""
+
+    data: bytes
+
+
 class ConnectionLog(logging.LoggerAdapter):
     """Attaches the connection id and trace id (P2.1, P2.8) to every record."""
 
@@ -86,6 +93,13 @@ class Connection:
     # Plain integer counters, shared by the server's connections (read at scrape time).
     metrics: Metrics = attrs.Factory(Metrics)
     _inbound: Any = None  # send side of the translator's channel
+    # Issue 6: frames go straight to a socket when nothing is queued for it;
+    # these count what is queued (or being sent) by each writer, so a direct
+    # write never overtakes a queued one.
+    _client_frames: Any = None
+    _upstream_frames: Any = None
+    _client_queued: int = 0
+    _upstream_queued: int = 0
     _frame_debug: bool = False  # frame-level log records only at debug
     _timers: dict[str, trio.CancelScope] = attrs.Factory(dict)
 
@@ -96,6 +110,7 @@ class Connection:
         client_send, client_recv = trio.open_memory_channel[Any](CHANNEL_SIZE)
         upstream_send, upstream_recv = trio.open_memory_channel[str](CHANNEL_SIZE)
         self._inbound = inbound_send
+        self._client_frames, self._upstream_frames = client_send, upstream_send
         try:
             # The outer nursery keeps the upstream socket's own reader alive
             # while the upstream is closed with 1000 after the inner one ends.
@@ -220,27 +235,37 @@ class Connection:
         for action in actions:
             kind = type(action)
             if kind is ToClientAudio:
-                # The two hot actions skip the scheduler when the writer has room.
-                try:
-                    to_client.send_nowait(action.data)
-                except trio.WouldBlock:
-                    await to_client.send(action.data)
+                # Hot path: straight to the socket, else to the writer without
+                # a scheduler round-trip when it has room.
+                frame = action.data
+                if not self._write_client_now(frame):
+                    self._client_queued += 1
+                    try:
+                        to_client.send_nowait(frame)
+                    except trio.WouldBlock:
+                        await to_client.send(frame)
             elif kind is ToUpstream:
                 if self._frame_debug:
                     self.log.debug("to upstream", extra={"direction": "upstream", "message_type": action.event.TYPE})
                 frame = encode_upstream(action.event)
-                try:
-                    to_upstream.send_nowait(frame)
-                except trio.WouldBlock:
-                    await to_upstream.send(frame)
+                if not self._write_upstream_now(frame):
+                    self._upstream_queued += 1
+                    try:
+                        to_upstream.send_nowait(frame)
+                    except trio.WouldBlock:
+                        await to_upstream.send(frame)
             elif kind is ToClient:
                 message = action.message
                 if type(message) is ErrorMessage:
                     self.metrics.errors[message.code] += 1
                 if self._frame_debug:
                     self.log.debug("to client", extra={"direction": "client", "message_type": message.TYPE})
-                await to_client.send(encode_client(message))
+                frame = encode_client(message)
+                if not self._write_client_now(frame):
+                    self._client_queued += 1
+                    await to_client.send(frame)
             elif kind is CloseClient:
+                self._client_queued += 1
                 await to_client.send(action)
             elif kind is StartTimer:
                 self._cancel_timer(action.name)
@@ -249,6 +274,37 @@ class Connection:
                 nursery.start_soon(self._timer, action.name, scope)
             elif kind is CancelTimer:
                 self._cancel_timer(action.name)
+
+    def _write_client_now(self, frame: str | bytes) -> bool:
+        """Write to the client now if nothing is queued for it; False: queue it."""
+        if self._client_queued:
+            return False
+        rest = self.client.write_now(frame)
+        if rest is None:
+            return False
+        metrics = self.metrics
+        metrics.frames_proxy_to_client += 1
+        metrics.bytes_proxy_to_client += len(frame)
+        if rest:  # the kernel took part of it: the writer sends the rest first
+            self._client_queued += 1
+            self._client_frames.send_nowait(_FrameTail(rest))  # nothing is queued: there is room
+        return True
+
+    def _write_upstream_now(self, frame: str) -> bool:
+        """Write upstream now if connected and nothing is queued; False: queue it."""
+        upstream = self.upstream
+        if upstream is None or self._upstream_queued:
+            return False
+        rest = upstream.write_now(frame)
+        if rest is None:
+            return False
+        metrics = self.metrics
+        metrics.frames_proxy_to_upstream += 1
+        metrics.bytes_proxy_to_upstream += len(frame)
+        if rest:
+            self._upstream_queued += 1
+            self._upstream_frames.send_nowait(_FrameTail(rest))
+        return True
 
     def _cancel_timer(self, name: str) -> None:
         scope = self._timers.pop(name, None)
@@ -272,12 +328,16 @@ class Connection:
                 self.log.info("closing client", extra={"client_close_code": frame.code, "reason": frame.reason})
                 await client.aclose(frame.code, frame.reason)
                 return
-            metrics.frames_proxy_to_client += 1
-            metrics.bytes_proxy_to_client += len(frame)
             try:
-                await client.send_message(frame)
+                if type(frame) is _FrameTail:
+                    await client.send_raw(frame.data)
+                else:
+                    metrics.frames_proxy_to_client += 1
+                    metrics.bytes_proxy_to_client += len(frame)
+                    await client.send_message(frame)
             except ConnectionClosed:
                 return
+            self._client_queued -= 1
 
     async def _upstream(
         self,
@@ -313,12 +373,16 @@ class Connection:
         upstream = self.upstream
         metrics = self.metrics
         async for frame in frames:
-            metrics.frames_proxy_to_upstream += 1
-            metrics.bytes_proxy_to_upstream += len(frame)
             try:
-                await upstream.send_message(frame)
+                if type(frame) is _FrameTail:
+                    await upstream.send_raw(frame.data)
+                else:
+                    metrics.frames_proxy_to_upstream += 1
+                    metrics.bytes_proxy_to_upstream += len(frame)
+                    await upstream.send_message(frame)
             except ConnectionClosed:
                 await trio.sleep_forever()  # the reader reports the close
+            self._upstream_queued -= 1
 
     async def _upstream_socket(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         """Open the upstream; `task_status.started(connection)` once open.

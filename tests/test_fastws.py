@@ -3,8 +3,10 @@ fed raw bytes through an in-memory stream so every edge is exact."""
 
 from __future__ import annotations
 
+import json
 import os
 import struct
+from functools import partial
 
 import pytest
 import trio
@@ -172,3 +174,49 @@ async def test_the_listener_answers_non_websocket_requests_and_keeps_serving(pro
         async with proxy.connect() as client:  # the listener is still there
             await client.settings()
             await client.next("SettingsApplied")
+
+
+async def test_a_client_that_stops_reading_still_gets_every_frame_in_order(proxy, fake, monkeypatch) -> None:
+    """Direct writes (issue 6) never reorder or cut frames: when the kernel takes part of a
+    frame, the rest goes out before anything else, and later frames queue behind it."""
+    from trio_websocket import wrap_client_stream
+
+    from proxy.fastws import FastWebSocket
+    from proxy.testing.client import DEFAULT_SETTINGS
+
+    tails = []
+    send_raw = FastWebSocket.send_raw
+
+    async def counting_send_raw(self, data: bytes) -> None:
+        tails.append(len(data))
+        await send_raw(self, data)
+
+    monkeypatch.setattr(FastWebSocket, "send_raw", counting_send_raw)
+    fake.responder = None
+    # 4000 frames of 960 bytes, each stamped with its number, so order and loss both show.
+    audio = b"".join(index.to_bytes(4, "little") * 240 for index in range(4000))
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            sock = trio.socket.socket()
+            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)  # fills fast
+            await sock.connect(("127.0.0.1", proxy.server.port))
+            socket = await wrap_client_stream(
+                nursery, trio.SocketStream(sock), "127.0.0.1", "/openai", message_queue_size=1
+            )
+            assert '"Welcome"' in await socket.get_message()
+            await socket.send_message(json.dumps(DEFAULT_SETTINGS))
+            while '"SettingsApplied"' not in await socket.get_message():
+                pass
+            upstream = await fake.next_connection()
+            nursery.start_soon(partial(upstream.play_response, transcript="Long.", audio=audio, chunk=960))
+            await trio.sleep(1.0)  # not reading: the proxy's writes back up into the kernel
+            heard = []
+            while True:
+                message = await socket.get_message()
+                if isinstance(message, bytes):
+                    heard.append(message)
+                elif '"AgentAudioDone"' in message:
+                    break
+            await socket.aclose()
+    assert b"".join(heard) == audio
+    assert tails, "the kernel never took part of a frame: the test did not reach the path it checks"

@@ -85,6 +85,8 @@ class FastWebSocket:
         self._reading = False
         self._close_sent = False
         self._peer_closed = trio.Event()
+        self._keys = b""  # mask keys not yet used (client side)
+        self._key_position = 0
         #: None while open; the CloseReason once either side closed.
         self.closed: CloseReason | None = None
 
@@ -300,7 +302,13 @@ class FastWebSocket:
 
     def _frame(self, opcode: int, payload: bytes) -> bytes:
         if self._client:
-            key = os.urandom(4)
+            # RFC 6455 5.3: a fresh unpredictable key per frame, from the OS's
+            # CSPRNG, 64 keys per system call.
+            position = self._key_position
+            if position >= len(self._keys):
+                self._keys, position = os.urandom(256), 0
+            key = self._keys[position : position + 4]
+            self._key_position = position + 4
             return _header(opcode, len(payload), True) + key + _mask(payload, key)
         return _header(opcode, len(payload), False) + payload
 

@@ -220,3 +220,15 @@ async def test_a_client_that_stops_reading_still_gets_every_frame_in_order(proxy
             await socket.aclose()
     assert b"".join(heard) == audio
     assert tails, "the kernel never took part of a frame: the test did not reach the path it checks"
+
+
+async def test_each_client_frame_has_its_own_mask_key() -> None:
+    socket, peer = pair(client=True)
+    with trio.fail_after(5):
+        for _ in range(100):  # past one batch of keys from the OS
+            await socket.send_message(b"x" * 10)
+        raw = b""
+        while len(raw) < 100 * 16:
+            raw += await peer.stream.receive_some(65536)
+    keys = {raw[index * 16 + 2 : index * 16 + 6] for index in range(100)}
+    assert len(keys) > 95  # random 32-bit keys: a repeat in 100 is possible, not many

@@ -30,7 +30,7 @@ import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError
 
 from .config import Config
-from .fastws import FastRequest, FastWebSocket, connect_fast, listener_port, serve_fast
+from .fastws import FastWebSocket
 from .handshake import decide
 from .metrics import TRANSLATION_SAMPLE_EVERY, Metrics
 from .protocol.deepgram import Error as ErrorMessage
@@ -46,6 +46,7 @@ from .translate import (
     ToUpstream,
 )
 from .workers import open_shared_listeners
+from .wsopen import FastRequest, connect_fast, listener_port, serve_fast
 
 log = logging.getLogger("proxy")
 

@@ -5,11 +5,12 @@ channel; with wsproto's framing that costs about three times what Trio's own
 streams do per message (`python -m bench.ws_cost`). The proxy carries 100
 audio messages a second per session, so its two sockets use this instead:
 
-- handshakes stay sans-I/O in wsproto's `H11Handshake` (h11 underneath);
+- handshakes stay sans-I/O in wsproto's `H11Handshake` (proxy/wsopen.py);
 - frames (RFC 6455 section 5) are parsed and built here, with no reader task:
   `get_message` reads the stream itself, in the caller's task;
 - one lock serialises writers (data, pong, close), taken without a
-  scheduling round-trip when free.
+  scheduling round-trip when free; on plain TCP a frame is written straight
+  to the socket, and `write_now` lets the translator write without waiting.
 
 The interface is the part of trio-websocket's the proxy uses, and so are the
 exceptions (`ConnectionClosed`, `CloseReason`, `ConnectionRejected`,

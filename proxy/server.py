@@ -17,13 +17,11 @@ its connection.
 from __future__ import annotations
 
 import logging
-import socket
 import ssl
 import uuid
 from functools import partial
 from time import perf_counter_ns
 from typing import Any
-from urllib.parse import urlsplit
 
 import attrs
 import trio
@@ -46,15 +44,14 @@ from .translate import (
     ToUpstream,
 )
 from .workers import open_shared_listeners
-from .wsopen import FastRequest, connect_fast, listener_port, serve_fast
+from .upstream import connect_failure, error_chain, open_upstream
+from .wsopen import FastRequest, listener_port, serve_fast
 
 log = logging.getLogger("proxy")
 
 # Frames waiting between tasks. Small: memory channels are hand-offs, not
 # buffers; the only buffering the protocol allows is the session's hold (P2.2).
 CHANNEL_SIZE = 64
-# Upstream events can be large (session.updated echoes the instructions).
-UPSTREAM_MAX_MESSAGE = 32 * 1024 * 1024
 # P2.5: the upstream is closed within one second of the client leaving.
 CLOSE_TIMEOUT_S = 1.0
 # A client must finish its opening handshake (TLS included) within this; a
@@ -113,20 +110,16 @@ class Connection:
         self._inbound = inbound_send
         self._client_frames, self._upstream_frames = client_send, upstream_send
         try:
-            # The outer nursery keeps the upstream socket's own reader alive
-            # while the upstream is closed with 1000 after the inner one ends.
-            async with trio.open_nursery() as socket_nursery:
-                async with trio.open_nursery() as nursery:
-                    tasks = (
-                        (self._client_reader, inbound_send),
-                        (self._translator, session, inbound_recv, client_send, upstream_send, nursery),
-                        (self._client_writer, client_recv),
-                        (self._upstream, socket_nursery, nursery, inbound_send, upstream_recv),
-                    )
-                    for task, *args in tasks:
-                        nursery.start_soon(self._until_done, nursery, task, *args)
-                await self._close_upstream()
-                socket_nursery.cancel_scope.cancel()
+            async with trio.open_nursery() as nursery:
+                tasks = (
+                    (self._client_reader, inbound_send),
+                    (self._translator, session, inbound_recv, client_send, upstream_send, nursery),
+                    (self._client_writer, client_recv),
+                    (self._upstream, nursery, inbound_send, upstream_recv),
+                )
+                for task, *args in tasks:
+                    nursery.start_soon(self._until_done, nursery, task, *args)
+            await self._close_upstream()  # P2.5: with 1000, within CLOSE_TIMEOUT_S
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
                 await self._close_upstream()
@@ -342,7 +335,6 @@ class Connection:
 
     async def _upstream(
         self,
-        socket_nursery: trio.Nursery,
         nursery: trio.Nursery,
         inbound: trio.MemorySendChannel,
         frames: trio.MemoryReceiveChannel,
@@ -354,15 +346,15 @@ class Connection:
         started = trio.current_time()
         try:
             with trio.fail_after(config.upstream_connect_timeout_s):
-                self.upstream = await socket_nursery.start(self._upstream_socket)
+                self.upstream = await open_upstream(config.upstream_url, config.api_key)
         except ConnectionRejected as rejected:
             failure = (rejected.status_code, f"HTTP {rejected.status_code}")
         except trio.TooSlowError:
             failure = (None, f"no answer within {config.upstream_connect_timeout_s:g} s")
         except (HandshakeError, OSError, trio.BrokenResourceError) as error:
-            failure = (None, _connect_failure(error))
+            failure = (None, connect_failure(error))
             # The exception text names the upstream host: the log may say it, the client may not.
-            log_detail = _error_chain(error)
+            log_detail = error_chain(error)
         if failure is not None:
             self.metrics.upstream_connect_failures += 1
             self.log.error("upstream connect failed", extra={"status": failure[0], "detail": log_detail or failure[1]})
@@ -384,38 +376,6 @@ class Connection:
             except ConnectionClosed:
                 await trio.sleep_forever()  # the reader reports the close
             self._upstream_queued -= 1
-
-    async def _upstream_socket(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-        """Open the upstream; `task_status.started(connection)` once open.
-
-        A rejected handshake (a non-101 answer) is ConnectionRejected raised
-        from `nursery.start`, so it becomes an Error for the client (P2.3)
-        instead of tearing the client's connection down. The connection
-        (proxy/fastws.py) has no reader task of its own: `_upstream_reader`
-        reads it.
-        """
-        config = self.config
-        failure: Exception | None = None
-        try:
-            async with trio.open_nursery() as reader_nursery:
-                stream, host, resource = await _open_upstream_stream(config.upstream_url)
-                connection = await connect_fast(
-                    stream,
-                    host,
-                    resource,
-                    extra_headers=[(b"authorization", f"Bearer {config.api_key}".encode())],  # P1.5
-                    max_message_size=UPSTREAM_MAX_MESSAGE,
-                )
-                task_status.started(connection)
-        except BaseExceptionGroup as group:
-            # One failure (rejected, refused, DNS, TLS): hand it on bare, so
-            # the caller's `except` clauses see what it is.
-            leaves = _leaves(group)
-            if len(leaves) != 1 or not isinstance(leaves[0], Exception):
-                raise
-            failure = leaves[0]
-        if failure is not None:
-            raise failure  # outside the except block: keeps the failure's own context
 
     async def _upstream_reader(self, inbound: trio.MemorySendChannel) -> None:
         upstream = self.upstream
@@ -439,79 +399,6 @@ class Connection:
                     await inbound.send((UPSTREAM_TEXT, message))
             else:
                 self.log.warning("dropped binary frame from upstream", extra={"direction": "upstream"})  # P6.3
-
-
-async def _open_upstream_stream(url: str) -> tuple[trio.abc.Stream, str, str]:
-    """TCP (and TLS) to the upstream; returns (stream, Host header, resource).
-
-    The TLS handshake is done here, before the WebSocket handshake: inside
-    trio-websocket a TLS failure only ends the socket's reader quietly, so the
-    connect would wait for the whole timeout and the log would blame a
-    timeout instead of the certificate (P2.3).
-    """
-    parts = urlsplit(url)
-    secure = parts.scheme == "wss"
-    hostname = parts.hostname or ""
-    port = parts.port or (443 if secure else 80)
-    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host = f"[{hostname}]" if ":" in hostname else hostname
-    if port not in (80, 443):
-        host = f"{host}:{port}"
-    if not secure:
-        return await trio.open_tcp_stream(hostname, port), host, resource
-    stream = await trio.open_ssl_over_tcp_stream(
-        hostname, port, ssl_context=ssl.create_default_context(), https_compatible=True
-    )
-    try:
-        await stream.do_handshake()
-    except BaseException:
-        await trio.aclose_forcefully(stream)
-        raise
-    return stream, host, resource
-
-
-def _causes(error: BaseException) -> list[BaseException]:
-    """`error`, what caused it, and the members of any exception group among them."""
-    seen: list[BaseException] = []
-    pending = [error]
-    while pending:
-        current = pending.pop(0)
-        if current is None or any(current is known for known in seen):
-            continue
-        seen.append(current)
-        if isinstance(current, BaseExceptionGroup):
-            pending.extend(current.exceptions)
-        pending.extend((current.__cause__, current.__context__))
-    return seen
-
-
-def _error_chain(error: BaseException) -> str:
-    return " <- ".join(f"{type(e).__name__}: {e}" for e in _causes(error) if not isinstance(e, BaseExceptionGroup))
-
-
-def _connect_failure(error: BaseException) -> str:
-    """What a client may hear about a failed upstream connect: the kind of
-    failure, never the host or address (the client must not learn where, or
-    what, the backend is; PROTOCOL.md preamble)."""
-    causes = _causes(error)
-    kinds = (
-        (socket.gaierror, "the upstream host name did not resolve"),
-        (ssl.SSLError, "the TLS handshake with the upstream failed"),
-        (ConnectionRefusedError, "connection refused"),
-        (TimeoutError, "the connection timed out"),
-        (HandshakeError, "the WebSocket handshake with the upstream failed"),
-    )
-    for kind, text in kinds:
-        if any(isinstance(cause, kind) for cause in causes):
-            return text
-    return "the connection failed"
-
-
-def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
-    leaves: list[BaseException] = []
-    for error in group.exceptions:
-        leaves.extend(_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])
-    return leaves
 
 
 @attrs.define

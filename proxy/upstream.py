@@ -1,0 +1,99 @@
+"""Opening the upstream WebSocket (P1.5, P2.3), and saying safely why it failed.
+
+The client is told the kind of failure only (refused, DNS, TLS, rejected,
+timeout), never the host: it must not learn where, or what, the backend is
+(PROTOCOL.md preamble). The log gets the whole chain of causes.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from urllib.parse import urlsplit
+
+import trio
+from trio_websocket import HandshakeError
+
+from .fastws import FastWebSocket
+from .wsopen import connect_fast
+
+# Upstream events can be large (session.updated echoes the instructions).
+UPSTREAM_MAX_MESSAGE = 32 * 1024 * 1024
+
+
+async def open_upstream(url: str, api_key: str) -> FastWebSocket:
+    """Connect and upgrade; raises ConnectionRejected (non-101), HandshakeError or OSError."""
+    stream, host, resource = await _open_upstream_stream(url)
+    return await connect_fast(
+        stream,
+        host,
+        resource,
+        extra_headers=[(b"authorization", f"Bearer {api_key}".encode())],  # P1.5
+        max_message_size=UPSTREAM_MAX_MESSAGE,
+    )
+
+
+async def _open_upstream_stream(url: str) -> tuple[trio.abc.Stream, str, str]:
+    """TCP (and TLS) to the upstream; returns (stream, Host header, resource).
+
+    The TLS handshake is done here, before the WebSocket handshake: inside
+    trio-websocket a TLS failure only ends the socket's reader quietly, so the
+    connect would wait for the whole timeout and the log would blame a
+    timeout instead of the certificate (P2.3).
+    """
+    parts = urlsplit(url)
+    secure = parts.scheme == "wss"
+    hostname = parts.hostname or ""
+    port = parts.port or (443 if secure else 80)
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host = f"[{hostname}]" if ":" in hostname else hostname
+    if port not in (80, 443):
+        host = f"{host}:{port}"
+    if not secure:
+        return await trio.open_tcp_stream(hostname, port), host, resource
+    stream = await trio.open_ssl_over_tcp_stream(
+        hostname, port, ssl_context=ssl.create_default_context(), https_compatible=True
+    )
+    try:
+        await stream.do_handshake()
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+    return stream, host, resource
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """`error`, what caused it, and the members of any exception group among them."""
+    seen: list[BaseException] = []
+    pending = [error]
+    while pending:
+        current = pending.pop(0)
+        if current is None or any(current is known for known in seen):
+            continue
+        seen.append(current)
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend((current.__cause__, current.__context__))
+    return seen
+
+
+def error_chain(error: BaseException) -> str:
+    return " <- ".join(f"{type(e).__name__}: {e}" for e in _causes(error) if not isinstance(e, BaseExceptionGroup))
+
+
+def connect_failure(error: BaseException) -> str:
+    """What a client may hear about a failed upstream connect: the kind of
+    failure, never the host or address (the client must not learn where, or
+    what, the backend is; PROTOCOL.md preamble)."""
+    causes = _causes(error)
+    kinds = (
+        (socket.gaierror, "the upstream host name did not resolve"),
+        (ssl.SSLError, "the TLS handshake with the upstream failed"),
+        (ConnectionRefusedError, "connection refused"),
+        (TimeoutError, "the connection timed out"),
+        (HandshakeError, "the WebSocket handshake with the upstream failed"),
+    )
+    for kind, text in kinds:
+        if any(isinstance(cause, kind) for cause in causes):
+            return text
+    return "the connection failed"

@@ -20,6 +20,8 @@ import json
 from array import array
 from urllib.parse import urlsplit
 
+from proxy.testing import DEFAULT_SETTINGS
+
 from . import wsraw
 from .common import (
     FILLER,
@@ -40,20 +42,7 @@ from .common import (
     pin,
 )
 
-SETTINGS = json.dumps(
-    {
-        "type": "Settings",
-        "audio": {
-            "input": {"encoding": "linear16", "sample_rate": 24000},
-            "output": {"encoding": "linear16", "sample_rate": 24000, "container": "none"},
-        },
-        "agent": {
-            "listen": {"provider": {"type": "deepgram", "model": "nova-3"}},
-            "think": {"provider": {"type": "open_ai", "model": "gpt-4o-mini"}, "prompt": "You are a benchmark."},
-            "speak": {"provider": {"type": "open_ai", "model": "tts-1", "voice": "alloy"}},
-        },
-    }
-).encode()
+SETTINGS = json.dumps(DEFAULT_SETTINGS).encode()  # linear16 24 kHz both ways: no resampling
 SESSION_UPDATE = json.dumps(
     {"type": "session.update", "event_id": "e0", "session": {"type": "realtime", "instructions": "benchmark"}}
 ).encode()

@@ -100,6 +100,10 @@ class Connection:
     _upstream_queued: int = 0
     _frame_debug: bool = False  # frame-level log records only at debug
     _timers: dict[str, trio.CancelScope] = attrs.Factory(dict)
+    # How the client is closed if the connection is torn down without the
+    # session having chosen (cancellation, a crash): 1011, or 1001 once the
+    # server is going away (P2.6).
+    _teardown_close: tuple[int, str] = (1011, "proxy error")
 
     async def run(self) -> None:
         """Serve the connection until either side ends; returns when all is closed."""
@@ -123,10 +127,16 @@ class Connection:
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
                 await self._close_upstream()
-                await self.client.aclose(1011, "proxy error")  # no-op if already closed
+                await self.client.aclose(*self._teardown_close)  # no-op if already closed
 
     def going_away(self) -> None:
-        """P2.6: ask the translator to close the client with 1001."""
+        """P2.6: ask the translator to close the client with 1001.
+
+        If the translator's channel is full the request cannot be queued; the
+        server then cancels the connection, and the teardown closes the
+        client with 1001 all the same, never with 1011.
+        """
+        self._teardown_close = (1001, "server shutting down")
         try:
             self._inbound.send_nowait((GOING_AWAY,))
         except (trio.WouldBlock, trio.ClosedResourceError, AttributeError):

@@ -463,3 +463,19 @@ async def test_p2_3_the_log_names_the_cause_the_client_does_not(proxy_factory, f
     failed = [r for r in caplog.records if r.getMessage() == "upstream connect failed"]
     assert len(failed) == 1 and failed[0].levelno == logging.ERROR
     assert f"127.0.0.1:{port}" in failed[0].detail  # an operator at warning level still sees where
+
+
+async def test_p2_6_going_away_closes_with_1001_even_when_the_translator_is_busy(proxy_factory, fake, monkeypatch):
+    """P2.6: if the going-away request cannot be queued (translator channel full),
+    the teardown that follows still closes the client with 1001, not 1011."""
+    import proxy.server as server_module
+
+    monkeypatch.setattr(server_module, "CLOSE_TIMEOUT_S", 0.2)
+    proxy = await proxy_factory(shutdown_grace_s=0)
+    with trio.fail_after(5):
+        async with proxy.session(fake) as (client, _upstream):
+            (connection,) = proxy.server.connections
+            full_send, _full_receive = trio.open_memory_channel(0)  # every send_nowait would block
+            connection._inbound = full_send
+            await proxy.server.shutdown()
+            assert await client.wait_closed() == 1001

@@ -54,6 +54,11 @@ log = logging.getLogger("proxy")
 CHANNEL_SIZE = 64
 # P2.5: the upstream is closed within one second of the client leaving.
 CLOSE_TIMEOUT_S = 1.0
+# A client that stops reading would otherwise hold its writer, and a paid
+# upstream session, forever: one frame may wait this long for the client's
+# socket, then the connection ends (close 1008, logged as CLIENT_STALLED).
+# Generous: a live client drains 20 ms frames long before this.
+STALLED_CLIENT_TIMEOUT_S = 10.0
 # A client must finish its opening handshake (TLS included) within this; a
 # stranger that connects and stalls, or speaks plain HTTP to a TLS port, holds
 # a socket that long, not trio-websocket's default of 60 s.
@@ -333,13 +338,21 @@ class Connection:
                 await client.aclose(frame.code, frame.reason)
                 return
             try:
-                if type(frame) is _FrameTail:
-                    await client.send_raw(frame.data)
-                else:
-                    metrics.frames_proxy_to_client += 1
-                    metrics.bytes_proxy_to_client += len(frame)
-                    await client.send_message(frame)
+                with trio.move_on_after(STALLED_CLIENT_TIMEOUT_S) as stall:
+                    if type(frame) is _FrameTail:
+                        await client.send_raw(frame.data)
+                    else:
+                        metrics.frames_proxy_to_client += 1
+                        metrics.bytes_proxy_to_client += len(frame)
+                        await client.send_message(frame)
             except ConnectionClosed:
+                return
+            if stall.cancelled_caught:
+                self.log.warning(
+                    "client stopped reading; closing the connection",
+                    extra={"error_code": "CLIENT_STALLED", "direction": "client"},
+                )
+                self._teardown_close = (1008, "client stopped reading")
                 return
             self._client_queued -= 1
 

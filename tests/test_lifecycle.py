@@ -15,7 +15,7 @@ from functools import partial
 
 import pytest
 import trio
-from trio_websocket import ConnectionRejected, open_websocket_url
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from proxy.testing import DEFAULT_REPLY, DEFAULT_SETTINGS
 
@@ -479,3 +479,46 @@ async def test_p2_6_going_away_closes_with_1001_even_when_the_translator_is_busy
             connection._inbound = full_send
             await proxy.server.shutdown()
             assert await client.wait_closed() == 1001
+
+
+async def test_a_client_that_stops_reading_is_closed_and_its_upstream_released(proxy_factory, fake, monkeypatch):
+    """No path hangs: a client that never reads holds the writer only for the
+    stall deadline; then the connection ends and the upstream is closed with
+    1000 (P2.5), instead of an OpenAI session held open forever."""
+    import proxy.server as server_module
+    from bench import wsraw
+
+    monkeypatch.setattr(server_module, "STALLED_CLIENT_TIMEOUT_S", 0.5)
+    fake.responder = None
+    proxy = await proxy_factory()
+    with trio.fail_after(10):
+        sock = trio.socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await sock.connect(("127.0.0.1", proxy.server.port))
+        request, _accept = wsraw.client_handshake("127.0.0.1", proxy.server.port, "/openai")
+        await sock.send(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += await sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 101")
+        await sock.send(wsraw.frame(0x1, json.dumps(DEFAULT_SETTINGS).encode(), masked=True))
+        upstream = await fake.next_connection()
+        await upstream.next("session.update")
+        response_id = await upstream.begin_response()
+        chunk = base64.b64encode(b"\x01\x02" * 24000).decode()  # 1 s of audio per delta
+
+        async def pump() -> None:
+            try:
+                for _ in range(2000):  # bounded: far more than the socket buffers hold
+                    await upstream.send({"type": "response.output_audio.delta", "response_id": response_id,
+                                         "item_id": "item_a", "output_index": 0, "content_index": 0, "delta": chunk})
+            except ConnectionClosed:
+                pass  # the proxy let go of the upstream: what this test waits for
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump)
+            assert await upstream.wait_closed() == 1000
+            nursery.cancel_scope.cancel()
+        sock.close()
+        while proxy.server.connections:
+            await trio.sleep(0.01)

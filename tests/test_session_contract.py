@@ -417,3 +417,18 @@ def test_p7_spoken_greeting_is_cut_off_but_never_truncated():
     h.delta("resp_g", AUDIO_20MS, item_id="item_greeting")
     assert "conversation.item.truncate" not in h.upstream_types()
     assert h.client_types().count("<audio>") == 1  # later audio dropped all the same
+
+
+def test_p6_1_dedupe_state_does_not_grow_across_responses():
+    """P6.1 still holds within each response, and what it remembers ends with the response."""
+    h = Harness()
+    h.ready()
+    for turn in range(50):
+        response_id = f"resp_{turn}"
+        h.created(response_id)
+        part = dict(response_id=response_id, item_id=f"item_{turn}", output_index=0, content_index=0)
+        h.up("response.output_audio_transcript.done", **part, transcript=f"answer {turn}")
+        h.up("response.output_text.done", **part, text=f"answer {turn}")
+        h.done(response_id)
+    assert len(h.of_type("ConversationText")) == 50
+    assert len(h.session._texts_sent) == 0

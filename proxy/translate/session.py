@@ -317,6 +317,10 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
         self._flush_response_audio(response)
         self._client(dg.AgentAudioDone())  # exactly once per response (P6)
         self._response = None
+        # P6.1 pairs text and transcript within one response (response.done
+        # comes after both), so the parts seen need not outlive it: without
+        # this the set grows for as long as the connection lives.
+        self._texts_sent.clear()
 
     def _flush_response_audio(self, response: ActiveResponse) -> None:
         if response.audio_flushed:

@@ -54,11 +54,12 @@ log = logging.getLogger("proxy")
 CHANNEL_SIZE = 64
 # P2.5: the upstream is closed within one second of the client leaving.
 CLOSE_TIMEOUT_S = 1.0
-# A client that stops reading would otherwise hold its writer, and a paid
-# upstream session, forever: one frame may wait this long for the client's
-# socket, then the connection ends (close 1008, logged as CLIENT_STALLED).
-# Generous: a live client drains 20 ms frames long before this.
-STALLED_CLIENT_TIMEOUT_S = 10.0
+# A peer that stops reading would otherwise hold its writer, and with it the
+# whole connection (and a paid upstream session), forever: one frame may wait
+# this long for a socket, then the connection ends. A client is closed with
+# 1008 (CLIENT_STALLED), a stalled upstream is 1011 for the client
+# (UPSTREAM_STALLED). Generous: a live peer drains 20 ms frames long before.
+STALLED_PEER_TIMEOUT_S = 10.0
 # A client must finish its opening handshake (TLS included) within this; a
 # stranger that connects and stalls, or speaks plain HTTP to a TLS port, holds
 # a socket that long, not trio-websocket's default of 60 s.
@@ -338,7 +339,7 @@ class Connection:
                 await client.aclose(frame.code, frame.reason)
                 return
             try:
-                with trio.move_on_after(STALLED_CLIENT_TIMEOUT_S) as stall:
+                with trio.move_on_after(STALLED_PEER_TIMEOUT_S) as stall:
                     if type(frame) is _FrameTail:
                         await client.send_raw(frame.data)
                     else:
@@ -390,14 +391,22 @@ class Connection:
         metrics = self.metrics
         async for frame in frames:
             try:
-                if type(frame) is _FrameTail:
-                    await upstream.send_raw(frame.data)
-                else:
-                    metrics.frames_proxy_to_upstream += 1
-                    metrics.bytes_proxy_to_upstream += len(frame)
-                    await upstream.send_message(frame)
+                with trio.move_on_after(STALLED_PEER_TIMEOUT_S) as stall:
+                    if type(frame) is _FrameTail:
+                        await upstream.send_raw(frame.data)
+                    else:
+                        metrics.frames_proxy_to_upstream += 1
+                        metrics.bytes_proxy_to_upstream += len(frame)
+                        await upstream.send_message(frame)
             except ConnectionClosed:
                 await trio.sleep_forever()  # the reader reports the close
+            if stall.cancelled_caught:
+                self.log.error(
+                    "upstream stopped reading; closing the connection",
+                    extra={"error_code": "UPSTREAM_STALLED", "direction": "upstream"},
+                )
+                self._teardown_close = (1011, "upstream stalled")
+                return
             self._upstream_queued -= 1
 
     async def _upstream_reader(self, inbound: trio.MemorySendChannel) -> None:

@@ -488,7 +488,7 @@ async def test_a_client_that_stops_reading_is_closed_and_its_upstream_released(p
     import proxy.server as server_module
     from bench import wsraw
 
-    monkeypatch.setattr(server_module, "STALLED_CLIENT_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(server_module, "STALLED_PEER_TIMEOUT_S", 0.5)
     fake.responder = None
     proxy = await proxy_factory()
     with trio.fail_after(10):
@@ -522,3 +522,31 @@ async def test_a_client_that_stops_reading_is_closed_and_its_upstream_released(p
         sock.close()
         while proxy.server.connections:
             await trio.sleep(0.01)
+
+
+async def test_an_upstream_that_stops_reading_ends_the_connection_with_1011(proxy_factory, fake, monkeypatch):
+    """No path hangs: a stalled upstream ends the connection (1011) after the
+    stall deadline instead of backing the client up forever."""
+    import proxy.server as server_module
+
+    monkeypatch.setattr(server_module, "STALLED_PEER_TIMEOUT_S", 0.5)
+    proxy = await proxy_factory()
+    with trio.fail_after(10):
+        async with proxy.session(fake) as (client, upstream):
+            async def stop_reading(frame):
+                await trio.sleep_forever()
+
+            upstream._on_frame = stop_reading  # the next frame is never read
+            frame = b"\x00\x01" * 32000  # about 1.3 s of audio
+
+            async def talk() -> None:
+                try:
+                    for _ in range(2000):  # bounded: far more than the socket buffers hold
+                        await client.send_audio(frame)
+                except ConnectionClosed:
+                    pass
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(talk)
+                assert await client.wait_closed() == 1011
+                nursery.cancel_scope.cancel()

@@ -82,10 +82,7 @@ async def test_odd_byte_frames_lose_nothing(proxy, fake):
     """P5.9: frames of odd length keep the dangling byte; the upstream sees whole samples only."""
     fake.responder = None
     with trio.fail_after(10):
-        async with proxy.connect() as client:
-            await client.settings()
-            await client.next("SettingsApplied")
-            upstream = await fake.next_connection()
+        async with proxy.session(fake) as (client, upstream):
             data = sine(440, 24000, 0.5)
             for frame in frames(data, 963):
                 await client.send_audio(frame)

@@ -43,10 +43,7 @@ def upstream_types(upstream) -> list[str]:
 )
 async def test_p5_10_bad_message_gets_error_and_connection_still_completes_a_turn(proxy, fake, frame, code):
     with trio.fail_after(DEADLINE):
-        async with proxy.connect() as client:
-            await client.settings()
-            await client.next("SettingsApplied")
-            upstream = await fake.next_connection()
+        async with proxy.session(fake) as (client, upstream):
             await client.send_text(frame)
             error = await client.next("Error")
             assert error["code"] == code
@@ -60,10 +57,7 @@ async def test_p5_10_bad_message_gets_error_and_connection_still_completes_a_tur
 async def test_p5_11_oversize_frame_closes_with_1009_and_the_server_survives(proxy_factory, fake):
     proxy = await proxy_factory(max_frame_bytes=4096)
     with trio.fail_after(DEADLINE):
-        async with proxy.connect() as client:
-            await client.settings()
-            await client.next("SettingsApplied")
-            upstream = await fake.next_connection()
+        async with proxy.session(fake) as (client, upstream):
             await client.send_audio(b"\x00" * 4096)  # at the limit: fine
             await upstream.wait_audio(4096)
             await client.send_audio(b"\x00" * 4097)
@@ -144,10 +138,7 @@ async def test_p5_8_keepalive_sends_nothing_upstream(proxy, fake):
 )
 async def test_p6_3_unusable_upstream_frame_is_dropped_and_the_connection_survives(proxy, fake, frame):
     with trio.fail_after(DEADLINE):
-        async with proxy.connect() as client:
-            await client.settings()
-            await client.next("SettingsApplied")
-            upstream = await fake.next_connection()
+        async with proxy.session(fake) as (client, upstream):
             await upstream.send_raw(frame)
             await complete_text_turn(client, upstream)
             assert [t for t in client.types() if t not in ("Welcome", "SettingsApplied")] == [

@@ -46,10 +46,7 @@ async def test_audio_turn(proxy, fake):
     """P5.9, P6: mic frames -> appends with the same bytes; VAD events -> client messages."""
     fake.responder = None
     with trio.fail_after(10):
-        async with proxy.connect() as client:
-            await client.settings()
-            await client.next("SettingsApplied")
-            upstream = await fake.next_connection()
+        async with proxy.session(fake) as (client, upstream):
             frames = [bytes([i]) * 960 for i in range(1, 6)]
             for frame in frames:
                 await client.send_audio(frame)

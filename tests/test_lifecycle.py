@@ -335,10 +335,7 @@ async def test_p2_4_upstream_error_before_close_is_delivered_first(proxy, fake, 
 
 async def test_p2_5_client_close_closes_the_upstream_with_1000_within_a_second(proxy, fake):
     with trio.fail_after(DEADLINE):
-        async with proxy.connect() as client:
-            await client.settings()
-            await client.next("SettingsApplied")
-            upstream = await fake.next_connection()
+        async with proxy.session(fake) as (client, upstream):
             await text_turn(client)
         # The client's close handshake is done here.
     with trio.fail_after(1):

@@ -242,10 +242,7 @@ async def test_p4_session_update_as_the_upstream_receives_it(proxy, fake):
 async def test_p4_turn_detection_none_from_the_proxy_config(proxy_factory, fake):
     proxy = await proxy_factory(turn_detection="none", transcription_model="gpt-4o-transcribe")
     with trio.fail_after(5):
-        async with proxy.connect() as client:
-            await client.settings()
-            await client.next("SettingsApplied")
-            upstream = await fake.next_connection()
+        async with proxy.session(fake) as (client, upstream):
             session = (await upstream.next("session.update"))["session"]
             assert session["audio"]["input"]["turn_detection"] is None
             assert session["audio"]["input"]["transcription"]["model"] == "gpt-4o-transcribe"
@@ -254,10 +251,7 @@ async def test_p4_turn_detection_none_from_the_proxy_config(proxy_factory, fake)
 async def test_p3_1_second_settings_answered_at_once_with_nothing_upstream(proxy, fake):
     changed = settings({"think": {"prompt": "A different prompt."}})
     with trio.fail_after(5):
-        async with proxy.connect() as client:
-            await client.settings()
-            await client.next("SettingsApplied")
-            upstream = await fake.next_connection()
+        async with proxy.session(fake) as (client, upstream):
             await client.settings(changed)
             await client.next("SettingsApplied")
             # A turn after it proves the proxy went on; still one session.update.

@@ -24,7 +24,6 @@ import tempfile
 import time
 from array import array
 from pathlib import Path
-from typing import Any
 
 import attrs
 

@@ -6,7 +6,9 @@ checks what the proxy sends each way; rule numbers are PROTOCOL.md's.
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 
 import pytest
 
@@ -432,3 +434,16 @@ def test_p6_1_dedupe_state_does_not_grow_across_responses():
         h.done(response_id)
     assert len(h.of_type("ConversationText")) == 50
     assert len(h.session._texts_sent) == 0
+
+
+def test_p1_1_json_in_a_binary_frame_is_audio_not_a_message():
+    """P1.1: messages are text frames; a binary frame is microphone audio whatever it holds."""
+    h = Harness()
+    settings_bytes = json.dumps(DEFAULT_SETTINGS).encode()
+    settings_bytes += b" " * (len(settings_bytes) % 2)  # whole samples: P5.9 would hold an odd byte back
+    h.audio(settings_bytes)
+    assert h.upstream_types() == []  # not taken as Settings: held as audio (P3.6)
+    h.ready()
+    appends = [e for e in h.upstream if e["type"] == "input_audio_buffer.append"]
+    assert base64.b64decode(appends[0]["audio"]) == settings_bytes
+    assert h.upstream_types().count("session.update") == 1

@@ -19,50 +19,15 @@ import sys
 import time
 from collections.abc import Iterable
 
-# Record attribute -> output key, in output order.
-FIELDS: tuple[tuple[str, str], ...] = (
-    ("connection_id", "connection_id"),
-    ("trace_id", "trace_id"),
-    ("direction", "direction"),
-    ("message_type", "message_type"),
-    ("error_code", "error.code"),
-    ("client_close_code", "client.close_code"),
-    ("upstream_close_code", "upstream.close_code"),
-    ("status", "status"),  # an HTTP status, or a worker's exit status
-    ("reason", "reason"),
-    ("detail", "detail"),
-    ("response_id", "response_id"),
-    ("call_id", "call_id"),
-    ("missing_signal", "missing_signal"),
-    ("grace_s", "grace_s"),
-    ("worker", "worker"),
-    ("workers", "workers"),
-)
+from .logfields import FIELDS, REDACTED, Redactor, record_fields
 
-REDACTED = "[redacted]"
-
-
-def record_fields(record: logging.LogRecord) -> dict[str, object]:
-    """The whitelisted extras present on `record`, under their output keys."""
-    fields = {}
-    for attribute, key in FIELDS:
-        value = getattr(record, attribute, None)
-        if value is not None:
-            fields[key] = value
-    return fields
+__all__ = ["FIELDS", "REDACTED", "JsonFormatter", "TextFormatter", "configure", "record_fields"]
 
 
 class _Redacting(logging.Formatter):
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        # Longest first, so a secret that contains another is masked whole.
-        self.secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
-
-    def redact(self, line: str) -> str:
-        for secret in self.secrets:
-            if secret in line:
-                line = line.replace(secret, REDACTED)
-        return line
+        self.redact = Redactor(secrets)
 
 
 class JsonFormatter(_Redacting):

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .logs import REDACTED, record_fields
+from .logfields import Redactor, record_fields
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
 DEFAULT_SERVICE_NAME = "openai-realtime-proxy"
@@ -43,12 +43,7 @@ class OtlpHandler(logging.Handler):
             logging.ERROR: SeverityNumber.ERROR,
             logging.CRITICAL: SeverityNumber.FATAL,
         }
-        self._secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
-
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        self._redact = Redactor(secrets)
 
     def emit(self, record: logging.LogRecord) -> None:
         # Only the proxy's own records: the exporter's own logging (and the

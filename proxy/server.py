@@ -30,7 +30,7 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError
 from .config import Config
 from .fastws import FastWebSocket
 from .handshake import decide
-from .metrics import TRANSLATION_SAMPLE_EVERY, Metrics
+from .counters import TRANSLATION_SAMPLE_EVERY, Metrics
 from .protocol.deepgram import Error as ErrorMessage
 from .protocol.wire import encode_client, encode_upstream
 from .translate import (

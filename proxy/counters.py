@@ -22,6 +22,26 @@ TRANSLATION_SAMPLE_EVERY = 8
 # The four directions a frame can travel, as the `direction` label says them.
 DIRECTIONS = ("client_to_proxy", "proxy_to_client", "upstream_to_proxy", "proxy_to_upstream")
 
+# The close codes RFC 6455 section 7.4.1 defines plus those IANA registered
+# since (1012-1014), kept as themselves in the `code` label. The client
+# picks its close code: taken as is, one client could mint up to 65,536
+# label values, each a series Prometheus keeps forever.
+KNOWN_CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015))
+
+
+def close_code_label(code: int | None) -> str:
+    """A bounded label for a WebSocket close code: a known code, `3xxx`, `4xxx`, `other` or `none`."""
+    if code is None:
+        return "none"
+    if code in KNOWN_CLOSE_CODES:
+        return str(code)
+    if 3000 <= code <= 3999:  # registered with IANA for libraries and frameworks
+        return "3xxx"
+    if 4000 <= code <= 4999:  # private use
+        return "4xxx"
+    return "other"
+
+
 class Histogram:
     """Cumulative-bucket histogram as plain integers (observe is a bisect and two adds)."""
 
@@ -72,8 +92,14 @@ class Metrics:
         self.upstream_connect = Histogram(CONNECT_BUCKETS)
         self.translation: dict[str, Histogram] = {}
 
-    def connection_ended(self, outcome: str, code: int | str | None) -> None:
-        self.connections[(outcome, "none" if code is None else str(code))] += 1
+    def connection_ended(self, outcome: str, code: int | None) -> None:
+        """Count a handshake the proxy rejected (`code` = its HTTP status) or a session that closed.
+
+        A rejection's status is one the proxy chose; a close code may be the
+        client's, so it is bucketed (`close_code_label`).
+        """
+        label = close_code_label(code) if outcome == "closed" else ("none" if code is None else str(code))
+        self.connections[(outcome, label)] += 1
 
     def translated(self, event: str, nanoseconds: int) -> None:
         histogram = self.translation.get(event)

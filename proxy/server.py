@@ -535,6 +535,8 @@ class ProxyServer:
             self._all_closed = trio.Event()
         self.connections.add(connection)
         connection_log.info("client connected", extra={"direction": "client"})
+        if decision.trace_id_refused:  # P2.8: say why the records carry the connection id instead
+            connection_log.warning("client traceId not used", extra={"reason": decision.trace_id_refused})
         try:
             await connection.run()
         finally:

@@ -193,3 +193,27 @@ def test_text_format_traceback_lines_are_indented():
     assert first.endswith("ERROR   failed")
     assert rest and all(line.startswith("  ") for line in rest)
     assert any("forged" in line for line in rest)
+
+
+async def test_a_forged_trace_id_neither_forges_a_line_nor_lands_in_records(fake):
+    """P2.8: `?traceId=` with %0A, or 5,000 characters: the connection id is used, and a record says so."""
+    forged = "x%0A12:00:00.000%20ERROR%20%20%20forged"
+    with trio.fail_after(20):
+        async with running_proxy(fake.url, "--log-format", "text") as daemon:
+            for trace_id in (forged, "y" * 5000):
+                async with open_agent_client(f"{daemon.url}?traceId={trace_id}") as client:
+                    await client.settings()
+                    await client.next("SettingsApplied")
+            while daemon.stderr.count("connection ended") < 2:
+                await trio.sleep(0.02)
+            daemon.signal(signal.SIGTERM)
+            assert await daemon.wait() == 0
+    lines = [line for line in daemon.lines if line.strip()]
+    assert not any(line.startswith("12:00:00.000") or "forged" in line for line in lines)
+    assert not any("y" * 129 in line for line in lines)
+    refused = [line for line in lines if "client traceId not used" in line]
+    assert len(refused) == 2 and " WARNING " in refused[0]
+    assert "characters outside" in refused[0] and "longer than 128 characters (5000)" in refused[1]
+    for line in (line for line in lines if "connection_id=" in line):
+        connection_id = line.split("connection_id=")[1].split()[0]
+        assert f"trace_id={connection_id}" in line  # the fallback of P2.8

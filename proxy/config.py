@@ -9,6 +9,7 @@ prefix, in kebab case (`OPENAI_PROXY_MAX_HELD_FRAMES` -> `--max-held-frames`).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -23,6 +24,11 @@ GREETING_MODES = ("text", "speak")
 TURN_DETECTION_MODES = ("server_vad", "semantic_vad", "none")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "text")
+
+# A client token shorter than this is refused at start: it is guessable,
+# and a short secret cannot be masked in logs without masking ordinary text
+# (logfields.Redactor masks short secrets only as whole words).
+MIN_TOKEN_LENGTH = 16
 
 
 class ConfigError(ValueError):
@@ -56,6 +62,7 @@ class Config:
     admin_port: int | None = None
     admin_host: str = "127.0.0.1"
     workers: int = 1
+    allow_insecure_upstream: bool = False
 
     @property
     def listen_url(self) -> str:
@@ -139,6 +146,18 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _switch(name: str) -> Callable[[str], bool]:
+    def parse(raw: str) -> bool:
+        value = raw.strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be 1 or 0 (true/false, yes/no, on/off), got {raw!r}")
+
+    return parse
+
+
 def _workers(name: str) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         value = _int(name)(raw)
@@ -155,13 +174,14 @@ class _Setting:
     flag: str
     parse: Callable[[str], Any]
     help: str
+    switch: bool = False  # an on/off setting: the bare flag means on
 
 
 def _setting(field: str, variable: str, parse_factory: Any, help: str, flag: str | None = None) -> _Setting:
     if flag is None:
         flag = "--" + variable.removeprefix("OPENAI_PROXY_").lower().replace("_", "-")
     parse = parse_factory(variable) if parse_factory not in (_csv, _text) else parse_factory
-    return _Setting(field, variable, flag, parse, help)
+    return _Setting(field, variable, flag, parse, help, switch=parse_factory is _switch)
 
 
 SETTINGS: tuple[_Setting, ...] = (
@@ -195,6 +215,12 @@ SETTINGS: tuple[_Setting, ...] = (
     _setting("admin_host", "OPENAI_PROXY_ADMIN_HOST", _text, "health and metrics address"),
     _setting("workers", "OPENAI_PROXY_WORKERS", _workers, "processes sharing the port (0 = one per core)"),
     _setting("log_format", "OPENAI_PROXY_LOG_FORMAT", lambda n: _choice(n, LOG_FORMATS), "json|text"),
+    _setting(
+        "allow_insecure_upstream",
+        "OPENAI_PROXY_ALLOW_INSECURE_UPSTREAM",
+        _switch,
+        "allow a ws:// OPENAI_REALTIME_URL to a host other than loopback (the key travels in clear)",
+    ),
 )
 
 
@@ -206,7 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--env-file", default=None, help="read variables from this file (default: ./.env if present)")
     parser.add_argument("--log-level", default=None, help="debug|info|warning|error (LOG_LEVEL)")
     for setting in SETTINGS:
-        parser.add_argument(setting.flag, dest=setting.field, default=None, help=f"{setting.help} ({setting.variable})")
+        help = f"{setting.help} ({setting.variable})"
+        if setting.switch:
+            parser.add_argument(setting.flag, dest=setting.field, default=None, nargs="?", const="1", help=help)
+        else:
+            parser.add_argument(setting.flag, dest=setting.field, default=None, help=help)
     return parser
 
 
@@ -254,4 +284,59 @@ def load_config(
         path = values.get(field)
         if path and not os.path.isfile(path):
             raise ConfigError(f"{field.upper()} file {path!r} does not exist")
-    return Config(api_key=api_key, **values)
+    config = Config(api_key=api_key, **values)
+    _check_exposure(config)
+    return config
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback addresses (127.0.0.0/8, ::1); a name is not resolved."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _insecure_upstream_host(config: Config) -> str | None:
+    """The host of a ws:// upstream URL that is not loopback, else None."""
+    parts = urlsplit(config.upstream_url)
+    if parts.scheme == "ws" and parts.hostname and not is_loopback(parts.hostname):
+        return parts.hostname
+    return None
+
+
+def _check_exposure(config: Config) -> None:
+    """Refuse settings that would expose a secret (P1.5, P2.7)."""
+    short = [token for token in config.auth_tokens if len(token) < MIN_TOKEN_LENGTH]
+    if short:
+        lengths = ", ".join(str(len(token)) for token in short)
+        raise ConfigError(
+            f"OPENAI_PROXY_AUTH_TOKENS: each token must be at least {MIN_TOKEN_LENGTH} characters "
+            f"(a shorter one is easy to guess); got tokens of length {lengths}"
+        )
+    host = _insecure_upstream_host(config)
+    if host is not None and not config.allow_insecure_upstream:
+        raise ConfigError(
+            f"OPENAI_REALTIME_URL is ws:// to {host}, not loopback: the API key would travel in clear; "
+            "use wss://, or set OPENAI_PROXY_ALLOW_INSECURE_UPSTREAM=1 if the network is trusted"
+        )
+
+
+def startup_warnings(config: Config) -> list[str]:
+    """What is allowed but risky about `config`, one sentence each, for the log at start."""
+    warnings = []
+    if not config.auth_tokens and not is_loopback(config.host):
+        warnings.append(
+            f"listening on {config.host or 'every address'} without client tokens (OPENAI_PROXY_AUTH_TOKENS): "
+            "anyone who can reach it can use the OpenAI key"
+        )
+    host = _insecure_upstream_host(config)
+    if host is not None:
+        warnings.append(
+            f"OPENAI_REALTIME_URL is ws:// to {host}: the API key travels in clear "
+            "(allowed by OPENAI_PROXY_ALLOW_INSECURE_UPSTREAM)"
+        )
+    return warnings

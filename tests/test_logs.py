@@ -46,7 +46,7 @@ async def full_session(fake, daemon) -> None:
 
 async def test_full_session_logs_never_carry_secrets_or_audio(fake):
     """Debug level (the most verbose) over a whole session: grep the captured stderr."""
-    env = {"LOG_LEVEL": "debug", "OPENAI_PROXY_AUTH_TOKENS": f"other-token,{CLIENT_TOKEN}"}
+    env = {"LOG_LEVEL": "debug", "OPENAI_PROXY_AUTH_TOKENS": f"other-token-{'o' * 8},{CLIENT_TOKEN}"}
     with trio.fail_after(20):
         async with running_proxy(fake.url, env=env) as daemon:
             await full_session(fake, daemon)

@@ -1,11 +1,13 @@
 """What a log record may carry, and how its text is made safe to write.
 
-A leaf module (standard library only) shared by the stderr formatters
-(`logs.py`) and the OTLP export (`otel.py`), so neither imports the other.
+A leaf module (standard library and the pure `redact.py` only) shared by
+the stderr formatters (`logs.py`) and the OTLP export (`otel.py`), so
+neither imports the other.
 
 - `FIELDS`: the whitelist of record extras and their output names.
 - `Redactor`: masks the configured secrets (the API key, the client tokens)
-  and anything shaped like an OpenAI key (P1.5, P2.7).
+  and anything shaped like an OpenAI key (P1.5, P2.7), with the scrubber
+  that also cleans upstream text for clients (`redact.py`).
 - `escape_control` / `text_value`: the text format's defence against a
   value (a `?traceId=`, an upstream error message) that carries a newline
   or a terminal escape and would otherwise forge a record of its own.
@@ -16,6 +18,9 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
+
+from .redact import MASK
+from .redact import Redactor as WholeWordRedactor
 
 # Record attribute -> output key, in output order.
 FIELDS: tuple[tuple[str, str], ...] = (
@@ -37,7 +42,7 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("workers", "workers"),
 )
 
-REDACTED = "[redacted]"
+REDACTED = MASK
 
 
 def record_fields(record: logging.LogRecord) -> dict[str, object]:
@@ -52,35 +57,28 @@ def record_fields(record: logging.LogRecord) -> dict[str, object]:
 
 # --------------------------------------------------------------- redaction
 
-# Characters that continue a word. A secret is masked only where it stands
-# as a whole word, so a short one (`1`) does not eat into timestamps and
-# ids (`2026-12-01` stays whole). `.` is not among them: a key at the end
-# of a sentence ("provided: sk-...") is still a whole word.
-_WORD = "A-Za-z0-9_-"
-# A secret this long is masked even inside a longer word: by chance it
-# occurs nowhere else, and a key glued to other text is still the key. The
-# client tokens are refused below this length at start (config.py).
+# A secret this long is also masked inside a longer word: by chance it occurs
+# nowhere else, and a key glued to other text is still the key. Shorter ones
+# are masked only as whole words (`redact.Redactor`), so a short secret does
+# not eat into timestamps. Client tokens are refused below this length at
+# start (config.py); only a short API key relies on the whole-word rule.
 MASK_ANYWHERE_LENGTH = 16
-# What an OpenAI key looks like (`sk-...`, `sk-proj-...`), masked even when
-# it is not the configured one: an upstream error may echo another key.
-_OPENAI_KEY = rf"sk-[{_WORD}]{{16,}}"
 
 
 class Redactor:
-    """Masks the given secrets, and OpenAI-shaped keys, in text (P1.5, P2.7)."""
+    """What log text goes through: `redact.Redactor` (whole words, `sk-` keys) plus long secrets anywhere."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        unique = {secret for secret in secrets if secret}
+        secrets = {secret for secret in secrets if secret}
+        self._whole_words = WholeWordRedactor(secrets)
         # Longest first, so a secret that contains another is masked whole.
-        anywhere = sorted((s for s in unique if len(s) >= MASK_ANYWHERE_LENGTH), key=len, reverse=True)
-        words = sorted((s for s in unique if len(s) < MASK_ANYWHERE_LENGTH), key=len, reverse=True)
-        alternatives = [re.escape(secret) for secret in anywhere]
-        whole_words = [re.escape(secret) for secret in words] + [_OPENAI_KEY]
-        alternatives.append(rf"(?<![{_WORD}])(?:{'|'.join(whole_words)})(?![{_WORD}])")
-        self._pattern = re.compile("|".join(alternatives))
+        long = sorted((s for s in secrets if len(s) >= MASK_ANYWHERE_LENGTH), key=len, reverse=True)
+        self._anywhere = re.compile("|".join(map(re.escape, long))) if long else None
 
     def __call__(self, text: str) -> str:
-        return self._pattern.sub(REDACTED, text)
+        if self._anywhere is not None:
+            text = self._anywhere.sub(REDACTED, text)
+        return self._whole_words.scrub(text)
 
 
 # ---------------------------------------------------------------- escaping

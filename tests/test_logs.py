@@ -137,10 +137,10 @@ def test_secrets_are_masked_even_in_messages_and_tracebacks():
 
 def test_secrets_are_masked_as_whole_words_only():
     """A short secret (`1`) must not eat into timestamps or ids; as a word of its own it is masked."""
-    record = make_record("retry 1 of 3 at 2026-12-01T11:21:31 for conn-1a", connection_id="c-1-2", status=1)
+    record = make_record("retry 1 of 3 at 2026-12-01T11:21:31 for conn-1a", connection_id="c1-a1b2", status=1)
     entry = json.loads(logs.JsonFormatter(["1"]).format(record))
     assert entry["message"] == f"retry {logs.REDACTED} of 3 at 2026-12-01T11:21:31 for conn-1a"
-    assert logs.REDACTED not in entry["time"] and entry["connection_id"] == "c-1-2"
+    assert logs.REDACTED not in entry["time"] and entry["connection_id"] == "c1-a1b2"
     assert entry["status"] == 1  # a number field stays a number
     line = logs.TextFormatter(["1"]).format(record)
     assert "2026-12-01T11:21:31" in line and f"retry {logs.REDACTED} of" in line

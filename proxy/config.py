@@ -153,7 +153,7 @@ def _switch(name: str) -> Callable[[str], bool]:
             return True
         if value in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"{name} must be 1 or 0 (true/false, yes/no, on/off), got {raw!r}")
+        raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
 
     return parse
 
@@ -174,7 +174,7 @@ class _Setting:
     flag: str
     parse: Callable[[str], Any]
     help: str
-    switch: bool = False  # an on/off setting: the bare flag means on
+    switch: bool = False  # a bare flag (`--demo`) means 1
 
 
 def _setting(field: str, variable: str, parse_factory: Any, help: str, flag: str | None = None) -> _Setting:
@@ -232,11 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--env-file", default=None, help="read variables from this file (default: ./.env if present)")
     parser.add_argument("--log-level", default=None, help="debug|info|warning|error (LOG_LEVEL)")
     for setting in SETTINGS:
-        help = f"{setting.help} ({setting.variable})"
-        if setting.switch:
-            parser.add_argument(setting.flag, dest=setting.field, default=None, nargs="?", const="1", help=help)
-        else:
-            parser.add_argument(setting.flag, dest=setting.field, default=None, help=help)
+        extra: dict[str, Any] = {"nargs": "?", "const": "1"} if setting.switch else {}
+        parser.add_argument(
+            setting.flag, dest=setting.field, default=None, help=f"{setting.help} ({setting.variable})", **extra
+        )
     return parser
 
 

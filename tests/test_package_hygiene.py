@@ -39,6 +39,7 @@ def modules_loaded_by(statement: str) -> list[str]:
     [
         "import proxy.translate",
         "import proxy.protocol, proxy.protocol.deepgram, proxy.protocol.openai, proxy.protocol.wire",
+        "import proxy.redact, proxy.logfields, proxy.counters",
     ],
 )
 def test_pure_layers_import_no_io(statement):
@@ -126,3 +127,13 @@ def test_the_cycle_finder_finds_a_cycle():
     """The checker itself: a cycle through a function-level import counts."""
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"b"}}) is None
+
+
+def test_the_leaf_modules_stay_leaves():
+    """What breaks the logs<->otel and metrics<->server cycles must not grow edges back into the package."""
+    graph = import_graph()
+    assert graph["proxy.redact"] == set()
+    assert graph["proxy.counters"] == set()
+    assert graph["proxy.logfields"] <= {"proxy.redact"}
+    assert "proxy.logs" not in graph["proxy.otel"] and "proxy.server" not in graph["proxy.counters"]
+    assert "proxy.metrics" not in graph["proxy.server"]

@@ -477,9 +477,16 @@ class ProxyServer:
                     )
                 )
                 self.port = listener_port(listeners[0])
-                scheme = "wss" if ssl_context else "ws"
-                log.info(f"listening on {scheme}://{config.host}:{self.port}{config.path}")
-                task_status.started(self)
+                task_status.started(self)  # "listening on" is logged once the admin port is bound too
+
+    def not_ready_reason(self) -> str | None:
+        """Why a new client would be refused now, or None; what /readyz and openai_proxy_accepting say."""
+        if not self.accepting or self.port is None:
+            return "not accepting connections"
+        limit = self.config.max_connections
+        if limit and len(self.connections) >= limit:
+            return "at max connections"
+        return None
 
     async def shutdown(self) -> None:
         """P2.6: stop accepting, give sessions the grace, then close them with 1001."""

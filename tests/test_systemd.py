@@ -42,7 +42,7 @@ def test_rendered_unit_has_real_paths_and_the_promised_settings(tmp_path):
         line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#")
     )
     assert settings["Type"] == "notify"
-    assert settings["NotifyAccess"] == "all"  # workers (issue 6) notify from forked processes
+    assert settings["NotifyAccess"] == "main"  # with workers the parent notifies for the set (issue 13)
     assert settings["ExecStart"] == f"{sys.executable} -m proxy"
     assert settings["EnvironmentFile"] == str(tmp_path / "proxy.env")
     assert settings["Restart"] == "on-failure"

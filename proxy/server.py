@@ -27,6 +27,7 @@ import attrs
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError
 
+from .clientaddr import client_address
 from .config import Config
 from .fastws import FastWebSocket
 from .handshake import decide
@@ -527,15 +528,19 @@ class ProxyServer:
             decision = attrs.evolve(decision, status=503, reason="shutting down")
         if decision.status is None and config.max_connections and len(self.connections) >= config.max_connections:
             decision = attrs.evolve(decision, status=503, reason="too many connections")
+        address = client_address(request.peer, request.headers, config.trusted_proxies)
         if decision.status is not None:
-            log.info("handshake rejected", extra={"status": decision.status, "reason": decision.reason})
+            log.info(
+                "handshake rejected", extra={"status": decision.status, "reason": decision.reason, "client_address": address}
+            )
             self.metrics.connection_ended("rejected", decision.status)
             await request.reject(decision.status, body=decision.reason.encode())
             return
         client = await request.accept(subprotocol=decision.subprotocol)
         connection_id = str(uuid.uuid4())
         connection_log = ConnectionLog(
-            log, {"connection_id": connection_id, "trace_id": decision.trace_id or connection_id}
+            log,
+            {"connection_id": connection_id, "trace_id": decision.trace_id or connection_id, "client_address": address},
         )
         connection = Connection(config, client, connection_id, connection_log, metrics=self.metrics)
         if not self.connections:

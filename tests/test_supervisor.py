@@ -105,8 +105,9 @@ async def test_parent_feeds_the_watchdog_only_while_every_worker_loop_answers(fa
                 sender, ready = await manager.next_with("READY")
                 # READY=1 comes from the parent, once both workers listen.
                 assert sender == parent and ready["READY"] == "1"
+                # Logged before READY=1 was sent (the test may read stderr a moment later).
+                await daemon.wait_for_line("started 2 workers")
                 assert sum("listening on ws://" in line for line in daemon.lines) == 2, daemon.stderr
-                assert any("started 2 workers" in line for line in daemon.lines)
                 workers = worker_pids(parent)
                 assert len(workers) == 2
                 # WATCHDOG=1 keeps coming, always from the parent (systemd ignores any other pid).

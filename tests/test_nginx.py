@@ -100,10 +100,12 @@ async def nginx_in_front(proxy_factory, tmp_path, nursery):
     proxy = await proxy_factory(auth_tokens=(TOKEN,), trusted_proxies=("127.0.0.1/32",))
     listen_port = free_port()
     conf = test_config_for(proxy.server.port, listen_port, tmp_path)
-    check = subprocess.run([NGINX, "-t", "-c", str(conf), "-p", str(tmp_path)], capture_output=True, text=True)
+    # -e: the error log before the configuration is read (the default is under /var/log).
+    command = [NGINX, "-e", str(tmp_path / "error.log"), "-c", str(conf), "-p", str(tmp_path)]
+    check = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr
     process = await trio.lowlevel.open_process(
-        [NGINX, "-c", str(conf), "-p", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         with trio.fail_after(10):

@@ -227,6 +227,8 @@ class Supervisor:
         os.set_blocking(beats_read, False)
         now = time.monotonic()
         self.slots[pid] = Slot(index, pid, beats_read, started=now, last_beat=now)
+        if self.stopping:  # a signal came while forking: this one was not in the slots to be told
+            os.kill(pid, signal.SIGTERM)
 
 
 def _close(fd: int) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import ssl
+from importlib import metadata
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -63,6 +65,8 @@ class Config:
     admin_host: str = "127.0.0.1"
     workers: int = 1
     allow_insecure_upstream: bool = False
+    # Peers whose X-Forwarded-For is believed (a reverse proxy on the same host or network).
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def listen_url(self) -> str:
@@ -105,6 +109,30 @@ def _seconds(name: str) -> Callable[[str], float]:
         if not value >= 0 or value == float("inf"):
             raise ConfigError(f"{name} must be a finite number of seconds >= 0, got {raw!r}")
         return value
+
+    return parse
+
+
+def _positive_seconds(name: str) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = _seconds(name)(raw)
+        if value == 0:
+            # A zero deadline fails every session before it could start.
+            raise ConfigError(f"{name} must be more than 0 seconds, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _networks(name: str) -> Callable[[str], tuple[str, ...]]:
+    def parse(raw: str) -> tuple[str, ...]:
+        out = []
+        for part in _csv(raw):
+            try:
+                out.append(str(ipaddress.ip_network(part, strict=False)))
+            except ValueError:
+                raise ConfigError(f"{name} must be comma-separated IP addresses or CIDRs, got {part!r}") from None
+        return tuple(out)
 
     return parse
 
@@ -193,7 +221,10 @@ SETTINGS: tuple[_Setting, ...] = (
     _setting("max_held_bytes", "OPENAI_PROXY_MAX_HELD_BYTES", _int, "P2.2 hold bound, bytes"),
     _setting("max_frame_bytes", "OPENAI_PROXY_MAX_FRAME_BYTES", lambda n: _int(n, 1), "P5.11 largest client frame"),
     _setting(
-        "upstream_connect_timeout_s", "OPENAI_PROXY_UPSTREAM_CONNECT_TIMEOUT_S", _seconds, "P2.3 connect deadline"
+        "upstream_connect_timeout_s",
+        "OPENAI_PROXY_UPSTREAM_CONNECT_TIMEOUT_S",
+        _positive_seconds,
+        "P2.3 connect deadline (more than 0)",
     ),
     _setting("shutdown_grace_s", "OPENAI_PROXY_SHUTDOWN_GRACE_S", _seconds, "P2.6 grace for open sessions"),
     _setting("auth_tokens", "OPENAI_PROXY_AUTH_TOKENS", _csv, "P2.7 client tokens, comma-separated"),
@@ -221,14 +252,26 @@ SETTINGS: tuple[_Setting, ...] = (
         _switch,
         "allow a ws:// OPENAI_REALTIME_URL to a host other than loopback (the key travels in clear)",
     ),
+    _setting(
+        "trusted_proxies", "OPENAI_PROXY_TRUSTED_PROXIES", _networks, "peers whose X-Forwarded-For is logged (IPs/CIDRs)"
+    ),
 )
+
+
+def version() -> str:
+    try:
+        return metadata.version("openai-realtime-proxy")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m proxy",
+        prog="openai-realtime-proxy",
         description="Deepgram Voice Agent protocol in front of the OpenAI Realtime API.",
+        epilog="Rule numbers (P2.2, P5.7, ...) refer to docs/protocol.md in the source repository.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     parser.add_argument("--env-file", default=None, help="read variables from this file (default: ./.env if present)")
     parser.add_argument("--log-level", default=None, help="debug|info|warning|error (LOG_LEVEL)")
     for setting in SETTINGS:
@@ -253,8 +296,10 @@ def load_config(
         env_file = candidate if os.path.isfile(candidate) else None
     elif not os.path.isfile(env_file):
         raise ConfigError(f"--env-file {env_file!r} does not exist")
-    file_values = {k: v for k, v in (dotenv_values(env_file) if env_file else {}).items() if v is not None}
-    merged: dict[str, str] = {**file_values, **environ}
+    # An empty value is no value, wherever it comes from: `OPENAI_PROXY_PORT=`
+    # in the environment falls back to `.env`, then to the default.
+    file_values = {k: v for k, v in (dotenv_values(env_file) if env_file else {}).items() if v}
+    merged: dict[str, str] = {**file_values, **{k: v for k, v in environ.items() if v}}
 
     values: dict[str, Any] = {}
     for setting in SETTINGS:
@@ -279,10 +324,8 @@ def load_config(
 
     if bool(values.get("tls_cert_path")) != bool(values.get("tls_key_path")):
         raise ConfigError("OPENAI_PROXY_TLS_CERT_PATH and OPENAI_PROXY_TLS_KEY_PATH must be set together")
-    for field in ("tls_cert_path", "tls_key_path"):
-        path = values.get(field)
-        if path and not os.path.isfile(path):
-            raise ConfigError(f"{field.upper()} file {path!r} does not exist")
+    if values.get("tls_cert_path"):
+        _check_tls_files(values["tls_cert_path"], values["tls_key_path"])
     config = Config(api_key=api_key, **values)
     _check_exposure(config)
     return config
@@ -339,3 +382,28 @@ def startup_warnings(config: Config) -> list[str]:
             "(allowed by OPENAI_PROXY_ALLOW_INSECURE_UPSTREAM)"
         )
     return warnings
+
+
+def _check_tls_files(cert_path: str, key_path: str) -> None:
+    """Load the pair once now, so a bad file is a ConfigError naming it, not an OpenSSL trace later."""
+    for variable, path, marker in (
+        ("OPENAI_PROXY_TLS_CERT_PATH", cert_path, "CERTIFICATE-----"),
+        ("OPENAI_PROXY_TLS_KEY_PATH", key_path, "PRIVATE KEY-----"),
+    ):
+        try:
+            with open(path, "rb") as file:
+                text = file.read()
+        except FileNotFoundError:
+            raise ConfigError(f"{variable} file {path!r} does not exist") from None
+        except OSError as error:
+            raise ConfigError(f"{variable} file {path!r} cannot be read: {error.strerror or error}") from None
+        if marker.encode() not in text:
+            raise ConfigError(f"{variable} file {path!r} holds no PEM {marker.rstrip('-').lower()}")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_path, key_path)
+    except (ssl.SSLError, OSError) as error:
+        reason = getattr(error, "reason", None) or str(error)
+        raise ConfigError(
+            f"OPENAI_PROXY_TLS_CERT_PATH {cert_path!r} and OPENAI_PROXY_TLS_KEY_PATH {key_path!r}"
+            f" are not a usable certificate and key ({reason})"
+        ) from None

@@ -39,6 +39,7 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("missing_signal", "missing_signal"),
     ("grace_s", "grace_s"),
     ("worker", "worker"),
+    ("client_address", "client.address"),  # the peer, or X-Forwarded-For from a trusted proxy
     ("workers", "workers"),
 )
 

@@ -39,7 +39,7 @@ class ProxyCollector(Collector):
         yield active
 
         ready = GaugeMetricFamily(f"{PREFIX}_accepting", "1 while new client handshakes are accepted.")
-        ready.add_metric([], 1 if server.accepting and server.port is not None else 0)
+        ready.add_metric([], 1 if server.not_ready_reason() is None else 0)  # as /readyz says
         yield ready
 
         connections = CounterMetricFamily(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any, Callable
 
 import attrs
@@ -44,13 +45,22 @@ from .events import (
 )
 from .messages import ITEM_ACK_TIMER, UserMessages
 from .outbox import Outbox
-from .responses import ACTIVE_RESPONSE_CODE, Responses
+from .responses import ACTIVE_RESPONSE_CODE, RESPONSE_TIMER, Responses
 from .setup import SAY_VERBATIM, Setup, history_items
 from .speech import AgentOutput
 from .states import SetupPhase
+from .transcripts import TRANSCRIPT_TIMER, TranscriptOrder
 from .turns import AGENT, FUNCTION, GREETING, USER, ActiveResponse, Applied, ResponseRequest
 from .updates import UPDATE_TIMER, LiveUpdates
 from .waits import CANCEL, ITEM, RESPONSE, SETTINGS, UPDATE, Waits
+
+# A cheap test of the raw text first: only "\\uD8.." to "\\uDF.." escapes can
+# decode to a surrogate, so ordinary messages never pay for the walk.
+_LONE_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+# P6 error row: our response.cancel reached a response that had just ended.
+CANCEL_NOT_ACTIVE_CODE = "response_cancel_not_active"
 
 # P1.3: one append carries at most 15 MiB of base64, i.e. 15 MiB * 3/4 of
 # audio; kept even so a PCM16 sample is never split across two appends.
@@ -67,10 +77,12 @@ class SessionOptions:
     transcription_model: str = "gpt-4o-mini-transcribe"
     function_call_deadline_s: float = 20.0
     update_timeout_s: float = 10.0
+    transcript_wait_s: float = 2.0
     # Secrets that must never reach a client (P1.5): the API key and the tokens.
     secrets: tuple[str, ...] = ()
     # Fixed bounds (README, protocol notes).
     item_ack_timeout_s: float = 2.0
+    response_timeout_s: float = 10.0
     max_queued_responses: int = 32
     max_queued_updates: int = 32
     max_pending_messages: int = 64
@@ -88,7 +100,7 @@ class Session:
     def __init__(self, connection_id: str, options: SessionOptions, log: logging.LoggerAdapter | None = None):
         self.connection_id = connection_id
         self.options = options
-        self.log = log or logging.LoggerAdapter(logging.getLogger("proxy.session"), {})
+        self.log = log or _SessionLog(logging.getLogger("proxy.session"), {})
         self.out = Outbox(connection_id, Redactor(options.secrets), self.log)
         self.waits = Waits()
         self.applied = Applied()
@@ -100,7 +112,9 @@ class Session:
             turn_detection=options.turn_detection,
             transcription_model=options.transcription_model,
         )
-        self.responses = Responses(self.out, self.waits, self.log, max_queued=options.max_queued_responses)
+        self.responses = Responses(
+            self.out, self.waits, self.log, max_queued=options.max_queued_responses, timeout_s=options.response_timeout_s
+        )
         self.updates = LiveUpdates(
             self.out, self.waits, self.applied, timeout_s=options.update_timeout_s, max_queued=options.max_queued_updates
         )
@@ -110,6 +124,7 @@ class Session:
         )
 
         self.speech = AgentOutput(self.out, self.log)
+        self.transcripts = TranscriptOrder(self.out, self.log, wait_s=options.transcript_wait_s)
 
         self._audio_in: InboundStream | None = None
         self._user_speaking = False
@@ -128,6 +143,7 @@ class Session:
 
     def handle(self, event: Event, now: float) -> list[Action]:
         """Feed one event; returns what to do, in order."""
+        self.out.now = now
         _EVENT_HANDLERS[type(event)](self, event, now)
         self._advance(now)
         return self.out.take()
@@ -151,6 +167,11 @@ class Session:
             data = json.loads(text)
         except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
             self.out.error("INVALID_MESSAGE", "message is not valid JSON")  # P5.10
+            return
+        if _LONE_SURROGATE_ESCAPE.search(text) is not None and _has_lone_surrogate_or_deep(data):
+            # JSON.stringify of a string cut mid-emoji: valid JSON, but no
+            # UTF-8 can carry it, so it could never be sent on (P5.10).
+            self.out.error("INVALID_MESSAGE", "message holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text")
             return
         if not isinstance(data, dict):
             self.out.error("INVALID_MESSAGE", "message must be a JSON object")
@@ -242,6 +263,8 @@ class Session:
             return
         if event.name == UPDATE_TIMER:
             self.updates.deadline()
+        elif event.name == RESPONSE_TIMER:
+            self.responses.deadline()
         elif event.name == FUNCTION_CALL_TIMER:
             asking = self.calls.asking_response
             if self.calls.deadline():
@@ -252,6 +275,8 @@ class Session:
         elif event.name.startswith(ITEM_ACK_TIMER):
             if self.messages.deadline(event.name):
                 self._request(ResponseRequest(USER))
+        elif event.name.startswith(TRANSCRIPT_TIMER):
+            self.transcripts.deadline(event.name)
 
     def _going_away(self, event: GoingAway, now: float) -> None:
         self._close(1001, "server shutting down")  # P2.6
@@ -306,6 +331,7 @@ class Session:
             self._request(request)
         else:  # interrupt: cancel what is speaking, then speak first (never two at once)
             if self.responses.active is not None:
+                self.responses.active.cancelled = True
                 self._cancel(self.responses.active.id, now)
             self.responses.request(request, first=True)
 
@@ -366,11 +392,13 @@ class Session:
 
     def _on_response_created(self, event: oa.ResponseEvent, now: float) -> None:
         self.responses.created(event.response, now, speech_stopped_at=self._speech_stopped_at, output_format=self.speech.output_format)
+        self.transcripts.response_created(event.response.id)
         self.out.client(dg.AgentThinking(content=""))
 
     def _on_response_done(self, event: oa.ResponseEvent, now: float) -> None:
         response = event.response
         self._end_response(self.responses.done(response), now)
+        self.transcripts.response_done(response.id)
         self._cancel_answered(response.id, response.status)
         if response.status == "failed":
             details = response.status_details
@@ -389,6 +417,7 @@ class Session:
         if active is None or (isinstance(response_id, str) and response_id != active.id):
             return
         self._end_response(self.responses.done(None), now)
+        self.transcripts.response_done(active.id)
         if self.calls.response_done(active.id):
             self._request(ResponseRequest(FUNCTION))
 
@@ -415,12 +444,23 @@ class Session:
             self.speech.audio_done(active)
 
     def _on_transcript_done(self, event: oa.TranscriptDone, now: float) -> None:
-        self.speech.text(self.responses.active, event.response_id, event.item_id, event.content_index, event.transcript)
+        self._assistant_text(event.response_id, event.item_id, event.content_index, event.transcript, now)
 
     def _on_text_done(self, event: oa.TextDone, now: float) -> None:
-        self.speech.text(self.responses.active, event.response_id, event.item_id, event.content_index, event.text)
+        self._assistant_text(event.response_id, event.item_id, event.content_index, event.text, now)
+
+    def _assistant_text(self, response_id: str, item_id: str, content_index: int, text: str, now: float) -> None:
+        message = self.speech.text(self.responses.active, response_id, item_id, content_index, text)
+        if message is not None:
+            self.transcripts.assistant_text(response_id, message, now)
 
     def _on_function_call(self, event: oa.FunctionCallArgumentsDone, now: float) -> None:
+        active = self.responses.active
+        if active is not None and active.id == event.response_id and active.cancelled:
+            # A cancelled (barged-in) response's calls are not the client's to
+            # run: the user moved on, and no follow-up will be asked for them.
+            self.log.info("function call of a cancelled response dropped", extra={"call_id": event.call_id})
+            return
         self.calls.requested(event)
 
     # ------------------------------------------------------- the user's turn
@@ -435,8 +475,15 @@ class Session:
         self._speech_stopped_at = now
         self.out.client(dg.UtteranceEnd(channel=(0, 1), last_word_end=event.audio_end_ms / 1000))
 
+    def _on_committed(self, event: oa.AudioCommitted, now: float) -> None:
+        self.transcripts.committed(event.item_id)
+
     def _on_transcription(self, event: oa.TranscriptionCompleted, now: float) -> None:
-        self.out.client(dg.ConversationText(role="user", content=event.transcript))
+        self.transcripts.transcribed(event.item_id, event.transcript)
+
+    def _on_transcription_failed(self, event: oa.TranscriptionFailed, now: float) -> None:
+        detail = (event.error.message or event.error.code) if event.error is not None else None
+        self.transcripts.failed(event.item_id, detail or "no reason given")
 
     # ---------------------------------------------------------------- errors
 
@@ -458,7 +505,11 @@ class Session:
             self.responses.rejected(wait, error)
             self._report(error)
         elif kind == CANCEL:
-            self._report(error)
+            if error.code == CANCEL_NOT_ACTIVE_CODE:
+                # Our response.cancel crossed the response's own end: harmless.
+                self.log.debug("response.cancel arrived after the response ended", extra={"error_code": error.code})
+            else:
+                self._report(error)
         else:
             if error.code == ACTIVE_RESPONSE_CODE:
                 self.responses.lost_race_unmatched(error, self._speech_stopped_at)
@@ -476,6 +527,32 @@ class Session:
         if not self.out.closed:
             self.setup.close()
             self.out.close(code, reason)
+
+
+class _SessionLog(logging.LoggerAdapter):
+    """The default log: keeps each record's own `extra` (the stock adapter replaces it)."""
+
+    def process(self, msg: str, kwargs: Any) -> tuple[str, Any]:
+        kwargs["extra"] = {**self.extra, **kwargs.get("extra", {})}
+        return msg, kwargs
+
+
+def _has_lone_surrogate_or_deep(value: Any) -> bool:
+    try:
+        return _has_lone_surrogate(value)
+    except RecursionError:
+        return True  # nested deeper than we walk: refused like JSON nested past the parser
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether any string in the parsed JSON holds a surrogate (a paired one decodes to one character)."""
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
 
 
 _EVENT_HANDLERS: dict[type, Callable[[Session, Any, float], None]] = {
@@ -504,6 +581,8 @@ _UPSTREAM_HANDLERS: dict[str, tuple[type | None, Any]] = {
     "response.done": (oa.ResponseEvent, Session._on_response_done),
     "input_audio_buffer.speech_started": (oa.SpeechStarted, Session._on_speech_started),
     "input_audio_buffer.speech_stopped": (oa.SpeechStopped, Session._on_speech_stopped),
+    "input_audio_buffer.committed": (oa.AudioCommitted, Session._on_committed),
     "conversation.item.input_audio_transcription.completed": (oa.TranscriptionCompleted, Session._on_transcription),
+    "conversation.item.input_audio_transcription.failed": (oa.TranscriptionFailed, Session._on_transcription_failed),
     "error": (oa.ErrorEvent, Session._on_error),
 }

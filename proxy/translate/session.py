@@ -17,17 +17,15 @@ has to remember to.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from typing import Any, Callable
 
-import attrs
 import orjson
 
 from ..protocol import deepgram as dg
 from ..protocol import openai as oa
 from ..protocol.converter import MessageError, structure
+from .client_text import Refusal, parse_client_text
 from ..redact import Redactor
 from .actions import Action
 from .audio import InboundStream
@@ -44,6 +42,7 @@ from .events import (
     UpstreamText,
 )
 from .messages import ITEM_ACK_TIMER, UserMessages
+from .options import SessionOptions
 from .outbox import Outbox
 from .responses import ACTIVE_RESPONSE_CODE, RESPONSE_TIMER, Responses
 from .setup import SAY_VERBATIM, Setup, history_items
@@ -54,44 +53,12 @@ from .turns import AGENT, FUNCTION, GREETING, USER, ActiveResponse, Applied, Res
 from .updates import UPDATE_TIMER, LiveUpdates
 from .waits import CANCEL, ITEM, RESPONSE, SETTINGS, UPDATE, Waits
 
-# A cheap test of the raw text first: only "\\uD8.." to "\\uDF.." escapes can
-# decode to a surrogate, so ordinary messages never pay for the walk.
-_LONE_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
 # P6 error row: our response.cancel reached a response that had just ended.
 CANCEL_NOT_ACTIVE_CODE = "response_cancel_not_active"
 
 # P1.3: one append carries at most 15 MiB of base64, i.e. 15 MiB * 3/4 of
 # audio; kept even so a PCM16 sample is never split across two appends.
 MAX_APPEND_AUDIO_BYTES = (15 * 1024 * 1024 // 4) * 3 // 2 * 2
-
-
-@attrs.frozen
-class SessionOptions:
-    # From the configuration (P8 names).
-    max_held_frames: int = 256
-    max_held_bytes: int = 4 * 1024 * 1024
-    greeting: str = "text"  # P3.5: text | speak
-    turn_detection: str = "server_vad"
-    transcription_model: str = "gpt-4o-mini-transcribe"
-    function_call_deadline_s: float = 20.0
-    update_timeout_s: float = 10.0
-    transcript_wait_s: float = 2.0
-    # Secrets that must never reach a client (P1.5): the API key and the tokens.
-    secrets: tuple[str, ...] = ()
-    # Fixed bounds (README, protocol notes).
-    item_ack_timeout_s: float = 2.0
-    response_timeout_s: float = 10.0
-    max_queued_responses: int = 32
-    max_queued_updates: int = 32
-    max_pending_messages: int = 64
-
-    @classmethod
-    def from_config(cls, config: Any) -> SessionOptions:
-        names = [f.name for f in attrs.fields(cls) if hasattr(config, f.name)]
-        secrets = (config.api_key, *config.auth_tokens)
-        return cls(**{name: getattr(config, name) for name in names if name != "secrets"}, secrets=tuple(secrets))
 
 
 class Session:
@@ -163,29 +130,9 @@ class Session:
     def _client_text(self, event: ClientText, now: float) -> None:
         """P1.1: one JSON message."""
         text = event.text
-        try:
-            data = json.loads(text)
-        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
-            self.out.error("INVALID_MESSAGE", "message is not valid JSON")  # P5.10
-            return
-        if _LONE_SURROGATE_ESCAPE.search(text) is not None and _has_lone_surrogate_or_deep(data):
-            # JSON.stringify of a string cut mid-emoji: valid JSON, but no
-            # UTF-8 can carry it, so it could never be sent on (P5.10).
-            self.out.error("INVALID_MESSAGE", "message holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text")
-            return
-        if not isinstance(data, dict):
-            self.out.error("INVALID_MESSAGE", "message must be a JSON object")
-            return
-        message_type = data.get("type")
-        cls = dg.CLIENT_MESSAGE_TYPES.get(message_type) if isinstance(message_type, str) else None
-        if cls is None:
-            self.out.error("UNKNOWN_MESSAGE_TYPE", f"unknown or unsupported message type {message_type!r}")
-            return
-        try:
-            message = structure(data, cls)
-        except MessageError as error:
-            code = "INVALID_SETTINGS" if cls is dg.Settings else "INVALID_MESSAGE"
-            self.out.error(code, f"{message_type}: {error.path.replace('$.', '')} {error.problem}")
+        message = parse_client_text(text)
+        if type(message) is Refusal:
+            self.out.error(message.code, message.description)  # P5.10
             return
 
         phase = self.setup.phase
@@ -535,24 +482,6 @@ class _SessionLog(logging.LoggerAdapter):
     def process(self, msg: str, kwargs: Any) -> tuple[str, Any]:
         kwargs["extra"] = {**self.extra, **kwargs.get("extra", {})}
         return msg, kwargs
-
-
-def _has_lone_surrogate_or_deep(value: Any) -> bool:
-    try:
-        return _has_lone_surrogate(value)
-    except RecursionError:
-        return True  # nested deeper than we walk: refused like JSON nested past the parser
-
-
-def _has_lone_surrogate(value: Any) -> bool:
-    """Whether any string in the parsed JSON holds a surrogate (a paired one decodes to one character)."""
-    if isinstance(value, str):
-        return _SURROGATE.search(value) is not None
-    if isinstance(value, dict):
-        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_lone_surrogate(v) for v in value)
-    return False
 
 
 _EVENT_HANDLERS: dict[type, Callable[[Session, Any, float], None]] = {

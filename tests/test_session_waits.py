@@ -251,6 +251,19 @@ def test_active_response_race_before_the_winner_is_seen_asks_again_after_it():
     assert h.count("response.create") == 2
 
 
+@pytest.mark.parametrize("code", ["idle_timeout", "session_max_duration", "input_audio_buffer_commit_empty"])
+def test_errors_about_the_session_reject_no_request(code):
+    """Rule 2 of the waits: these codes name no request, so the pending update stays pending."""
+    h = Checked()
+    h.ready()
+    h.send({"type": "UpdatePrompt", "prompt": "be brief"})
+    h.error(code, "Your session hit the maximum duration of 60 minutes.")
+    assert h.errors(code)[-1]["description"] == "Your session hit the maximum duration of 60 minutes."
+    assert h.session.updates.pending
+    h.updated()
+    assert h.of_type("PromptUpdated")
+
+
 def test_an_update_deadline_queued_behind_its_acknowledgement_is_stale():
     """Timers carry a token: the first update's expiry cannot time out the second (P5.7)."""
     h = Checked()

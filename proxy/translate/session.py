@@ -8,11 +8,18 @@ the one task that calls it.
 
 The session is a coordinator of small parts, each with its own state and a
 declared interface: `Setup` (P3 phases and the hold), `Responses` (one
-response at a time), `LiveUpdates` (P5.4-P5.7), `FunctionCalls` (P5.2) and
-`UserMessages` (P5.1) and `AgentOutput` (audio, text, barge-in), all writing to one `Outbox` and entering what they
-wait for in one `Waits` map. After every event `_advance` starts whatever
+response at a time), `LiveUpdates` (P5.4-P5.7), `FunctionCalls` (P5.2),
+`UserMessages` (P5.1), `AgentOutput` (audio, text, barge-in) and
+`TranscriptOrder` (question before answer), all writing to one `Outbox` and
+entering what they wait for in one `Waits` map. After every event `_advance` starts whatever
 the new state allows (the next update, the next response), so no handler
 has to remember to.
+
+Extending it: a new input is a class in `events` and a row in
+`_EVENT_HANDLERS`; a new client message a branch of `_dispatch` routed to
+the part that owns it; a new upstream event a row in `_UPSTREAM_HANDLERS`;
+a new phase a member and rows in `states`; a new wait a kind in `waits`
+(and, if the upstream names it by code, a row in `waits.CODE_NAMES`).
 """
 
 from __future__ import annotations

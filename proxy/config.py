@@ -56,6 +56,12 @@ class Config:
     admin_port: int | None = None
     admin_host: str = "127.0.0.1"
     workers: int = 1
+    # Session renewal (README "Session renewal").
+    renewal: bool = True
+    renew_after_s: float = 3300.0
+    max_renewals: int = 3
+    renewal_window_s: float = 600.0
+    renewal_history_items: int = 200
 
     @property
     def listen_url(self) -> str:
@@ -107,6 +113,19 @@ def _choice(name: str, choices: Sequence[str]) -> Callable[[str], str]:
         value = raw.strip().lower()
         if value not in choices:
             raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {raw!r}")
+        return value
+
+    return parse
+
+
+SWITCH_VALUES = {"1": True, "on": True, "true": True, "yes": True, "0": False, "off": False, "false": False, "no": False}
+
+
+def _switch(name: str) -> Callable[[str], bool]:
+    def parse(raw: str) -> bool:
+        value = SWITCH_VALUES.get(raw.strip().lower())
+        if value is None:
+            raise ConfigError(f"{name} must be on or off (1/0, true/false), got {raw!r}")
         return value
 
     return parse
@@ -195,6 +214,16 @@ SETTINGS: tuple[_Setting, ...] = (
     _setting("admin_host", "OPENAI_PROXY_ADMIN_HOST", _text, "health and metrics address"),
     _setting("workers", "OPENAI_PROXY_WORKERS", _workers, "processes sharing the port (0 = one per core)"),
     _setting("log_format", "OPENAI_PROXY_LOG_FORMAT", lambda n: _choice(n, LOG_FORMATS), "json|text"),
+    _setting("renewal", "OPENAI_PROXY_RENEWAL", _switch, "renew an upstream session that ends mid-call (on|off)"),
+    _setting("renew_after_s", "OPENAI_PROXY_RENEW_AFTER_S", _seconds, "renew at this session age, when idle (0 = never)"),
+    _setting("max_renewals", "OPENAI_PROXY_MAX_RENEWALS", _int, "renewals allowed per window; past it the call ends"),
+    _setting("renewal_window_s", "OPENAI_PROXY_RENEWAL_WINDOW_S", _seconds, "the window for OPENAI_PROXY_MAX_RENEWALS"),
+    _setting(
+        "renewal_history_items",
+        "OPENAI_PROXY_RENEWAL_HISTORY_ITEMS",
+        _int,
+        "conversation entries kept for replay at a renewal (oldest dropped first)",
+    ),
 )
 
 

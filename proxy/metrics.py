@@ -81,6 +81,8 @@ class Metrics:
         self.connections: Counter[tuple[str, str]] = Counter()
         self.errors: Counter[str] = Counter()  # protocol Error codes sent to clients
         self.upstream_connect_failures = 0
+        # Session renewals by cause (a fixed set: see proxy/translate/renewal.py).
+        self.upstream_renewals: Counter[str] = Counter()
         self.upstream_connect = Histogram(CONNECT_BUCKETS)
         self.translation: dict[str, Histogram] = {}
 
@@ -140,6 +142,13 @@ class ProxyCollector(Collector):
         failures = CounterMetricFamily(f"{PREFIX}_upstream_connect_failures", "Upstream connects that failed (P2.3).")
         failures.add_metric([], metrics.upstream_connect_failures)
         yield failures
+
+        renewals = CounterMetricFamily(
+            f"{PREFIX}_upstream_renewals", "Upstream sessions replaced mid-call, by cause.", labels=["cause"]
+        )
+        for cause, count in sorted(metrics.upstream_renewals.items()):
+            renewals.add_metric([cause], count)
+        yield renewals
 
         connect = HistogramMetricFamily(
             f"{PREFIX}_upstream_connect_seconds", "Time to open the upstream WebSocket (successful connects)."

@@ -1,6 +1,6 @@
 """The pure translation layer: a state object fed events that returns actions."""
 
-from .actions import Action, CancelTimer, CloseClient, StartTimer, ToClient, ToClientAudio, ToUpstream
+from .actions import Action, CancelTimer, CloseClient, RenewUpstream, StartTimer, ToClient, ToClientAudio, ToUpstream
 from .session import FUNCTION_CALL_TIMER, UPDATE_TIMER, Session, SessionOptions
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "CancelTimer",
     "CloseClient",
     "FUNCTION_CALL_TIMER",
+    "RenewUpstream",
     "Session",
     "SessionOptions",
     "StartTimer",

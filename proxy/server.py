@@ -380,7 +380,7 @@ class Connection:
         metrics = self.metrics
         async for frame in frames:
             if type(frame) is RenewUpstream:
-                await self._drop_upstream()
+                self._drop_upstream(nursery)
                 # The marker's generation is the translator's at the time it
                 # was queued; a later marker already counted supersedes it.
                 connected = await self._connect_upstream(nursery, inbound, self._generation)
@@ -440,15 +440,23 @@ class Connection:
         nursery.start_soon(self._upstream_reader, upstream, inbound, generation, self._reader_scope)
         return True
 
-    async def _drop_upstream(self) -> None:
-        """Renewal: stop hearing the current upstream, then close it with 1000 (bounded)."""
+    def _drop_upstream(self, nursery: trio.Nursery) -> None:
+        """Renewal: stop hearing the current upstream and close it with 1000.
+
+        The close handshake runs beside the new connect (bounded by
+        CLOSE_TIMEOUT_S, inside the connection's nursery), so the renewal
+        does not wait for the old peer's answer.
+        """
         if self._reader_scope is not None:
             self._reader_scope.cancel()
             self._reader_scope = None
         upstream, self.upstream = self.upstream, None
         if upstream is not None and upstream.closed is None:
-            with trio.move_on_after(CLOSE_TIMEOUT_S):
-                await upstream.aclose(1000, "session renewed")
+            nursery.start_soon(self._close_replaced, upstream)
+
+    async def _close_replaced(self, upstream: FastWebSocket) -> None:
+        with trio.move_on_after(CLOSE_TIMEOUT_S):
+            await upstream.aclose(1000, "session renewed")
 
     async def _upstream_reader(
         self, upstream: FastWebSocket, inbound: trio.MemorySendChannel, generation: int, scope: trio.CancelScope

@@ -9,6 +9,8 @@ the session configuration and the conversation so far.
 
 from __future__ import annotations
 
+import logging
+
 import trio
 
 from proxy.testing import DEFAULT_REPLY, DEFAULT_SETTINGS
@@ -85,7 +87,9 @@ async def test_server_error_then_abnormal_close_renews(proxy, fake):
             second = await fake.next_connection()
             await text_turn(client, "again")
             assert ("user", "hello") in replayed_texts(second)
-            assert not client.messages("Error")
+            # P6/P2.4: the upstream's error is still delivered (first), then the call goes on.
+            assert [m["code"] for m in client.messages("Error")] == ["server_error"]
+            assert client.types().index("Error") < client.types().index("Warning")
 
 
 async def test_an_abnormal_close_mid_response_ends_that_turn_and_renews(proxy, fake):
@@ -177,6 +181,7 @@ async def test_give_up_past_the_budget_ends_with_session_max_duration_and_the_re
 
 
 async def test_renewal_switched_off_ends_as_before_but_with_the_right_code(proxy_factory, fake, caplog):
+    caplog.set_level(logging.INFO, logger="proxy")
     proxy = await proxy_factory(renewal=False)
     with trio.fail_after(DEADLINE):
         async with proxy.session(fake) as (client, first):
@@ -207,7 +212,8 @@ async def test_a_client_close_is_never_renewed(proxy, fake):
         assert len(fake.connections) == 1
 
 
-async def test_twenty_turns_renewing_every_few_turns_keep_the_whole_conversation(proxy, fake):
+async def test_twenty_turns_renewing_every_few_turns_keep_the_whole_conversation(proxy_factory, fake):
+    proxy = await proxy_factory(max_renewals=10)
     with trio.fail_after(4 * DEADLINE):
         async with proxy.session(fake) as (client, upstream):
             said: list[str] = []

@@ -6,7 +6,7 @@ import json
 
 from proxy.protocol.wire import encode_upstream
 from proxy.protocol import openai as oa
-from proxy.translate.renewal import ConversationRecord, RenewalBudget, merge_session
+from proxy.translate.renewal import ConversationRecord, RenewalBudget
 
 
 def wire(items):
@@ -70,9 +70,3 @@ def test_budget_allows_max_renewals_per_window_then_recovers():
 
 def test_backoff_doubles_and_is_capped():
     assert [RenewalBudget.backoff_s(n) for n in (1, 2, 3, 10)] == [0.25, 0.5, 1.0, 4.0]
-
-
-def test_merge_session_keeps_what_an_update_did_not_touch():
-    config = {"type": "realtime", "instructions": "a", "audio": {"output": {"voice": "alloy", "format": {"type": "audio/pcm"}}}}
-    merge_session(config, {"audio": {"output": {"voice": "cedar"}}, "instructions": "b"})
-    assert config == {"type": "realtime", "instructions": "b", "audio": {"output": {"voice": "cedar", "format": {"type": "audio/pcm"}}}}

@@ -114,6 +114,69 @@ class ConversationRecord:
         self._entries.append(entry)
 
 
+# Timers the session arms for renewal.
+AGE_TIMER = "renew_age"  # the upstream session is OPENAI_PROXY_RENEW_AFTER_S old
+RETRY_TIMER = "renew_retry"  # the backoff before the next connect
+DEADLINE_TIMER = "renew_deadline"  # a new upstream that never gets configured
+
+
+class Renewal:
+    """The renewal state of one connection: settings, budget, what is kept, what is due.
+
+    The session coordinates (it owns the parts a renewal resets); this holds
+    what only renewal needs, so its rules read in one place.
+    """
+
+    def __init__(self, *, enabled: bool, renew_after_s: float, max_renewals: int, window_s: float,
+                 history_items: int, deadline_s: float) -> None:
+        self.enabled = enabled
+        self.renew_after_s = renew_after_s
+        self.deadline_s = deadline_s
+        self.budget = RenewalBudget(max_renewals, window_s)
+        self.record = ConversationRecord(history_items)
+        self.due = False  # proactive: old enough, waiting for an idle moment
+        self.cause: str | None = None  # of the renewal under way
+        self.failures = 0  # connects that failed in the renewal under way
+        # What the upstream said before it closed, which names the close's cause.
+        self.expiring = False  # session_expired seen
+        self.server_error = False  # server_error seen
+        self.expiry_reported = False  # the client was told session_max_duration
+        self.expiry_message: str | None = None  # the upstream's words for it
+        # Calls cancelled by a renewal: a late answer to one is dropped. Bounded.
+        self.cancelled_calls: deque[str] = deque(maxlen=64)
+
+    @property
+    def proactive(self) -> bool:
+        return self.enabled and self.renew_after_s > 0
+
+    def cause_of_close(self, code: int | None, reason: str | None) -> str | None:
+        """Why the upstream closed, as a renewal cause; None for a clean close (P2.4: 1000 stays 1000).
+
+        The time limit is a `session_expired` error before the close, or a
+        close with 1001 whose reason names the maximum duration (the live
+        API sometimes sends only the close).
+        """
+        if self.expiring or (code == 1001 and "maximum duration" in (reason or "")):
+            return EXPIRED
+        if self.server_error:
+            return SERVER_ERROR
+        if code == 1000:
+            return None
+        return CLOSED
+
+    def started(self, cause: str, now: float) -> None:
+        """One connect of a renewal is under way (each counts against the budget)."""
+        self.budget.spend(now)
+        self.cause = cause
+        self.due = False
+        self.expiring = self.server_error = False
+
+    def finished(self) -> str:
+        cause, self.cause = self.cause or CLOSED, None
+        self.failures = 0
+        return cause
+
+
 class RenewalBudget:
     """At most `max_renewals` renewals in any `window_s`; backoff between failed connects."""
 
@@ -133,12 +196,3 @@ class RenewalBudget:
     @staticmethod
     def backoff_s(failures: int) -> float:
         return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** max(0, failures - 1))
-
-
-def merge_session(target: dict[str, Any], update: dict[str, Any]) -> None:
-    """Fold an acknowledged `session.update` into the configuration kept for renewal."""
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            merge_session(target[key], value)
-        else:
-            target[key] = value

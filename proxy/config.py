@@ -68,6 +68,12 @@ class Config:
     allow_insecure_upstream: bool = False
     # Peers whose X-Forwarded-For is believed (a reverse proxy on the same host or network).
     trusted_proxies: tuple[str, ...] = ()
+    # Session renewal (README "Session renewal").
+    renewal: bool = True
+    renew_after_s: float = 3300.0
+    max_renewals: int = 3
+    renewal_window_s: float = 600.0
+    renewal_history_items: int = 200
 
     @property
     def listen_url(self) -> str:
@@ -261,6 +267,16 @@ SETTINGS: tuple[_Setting, ...] = (
     ),
     _setting(
         "trusted_proxies", "OPENAI_PROXY_TRUSTED_PROXIES", _networks, "peers whose X-Forwarded-For is logged (IPs/CIDRs)"
+    ),
+    _setting("renewal", "OPENAI_PROXY_RENEWAL", _switch, "renew an upstream session that ends mid-call (on|off)"),
+    _setting("renew_after_s", "OPENAI_PROXY_RENEW_AFTER_S", _seconds, "renew at this session age, when idle (0 = never)"),
+    _setting("max_renewals", "OPENAI_PROXY_MAX_RENEWALS", _int, "renewals allowed per window; past it the call ends"),
+    _setting("renewal_window_s", "OPENAI_PROXY_RENEWAL_WINDOW_S", _seconds, "the window for OPENAI_PROXY_MAX_RENEWALS"),
+    _setting(
+        "renewal_history_items",
+        "OPENAI_PROXY_RENEWAL_HISTORY_ITEMS",
+        _int,
+        "conversation entries kept for replay at a renewal (oldest dropped first)",
     ),
 )
 

@@ -89,6 +89,8 @@ class Metrics:
         self.connections: Counter[tuple[str, str]] = Counter()
         self.errors: Counter[str] = Counter()  # protocol Error codes sent to clients
         self.upstream_connect_failures = 0
+        # Session renewals by cause (a fixed set: proxy/translate/renewal.py CAUSES).
+        self.upstream_renewals: Counter[str] = Counter()
         self.upstream_connect = Histogram(CONNECT_BUCKETS)
         self.translation: dict[str, Histogram] = {}
 

@@ -72,6 +72,13 @@ class ProxyCollector(Collector):
         failures.add_metric([], metrics.upstream_connect_failures)
         yield failures
 
+        renewals = CounterMetricFamily(
+            f"{PREFIX}_upstream_renewals", "Upstream sessions replaced mid-call, by cause.", labels=["cause"]
+        )
+        for cause, count in sorted(metrics.upstream_renewals.items()):
+            renewals.add_metric([cause], count)
+        yield renewals
+
         connect = HistogramMetricFamily(
             f"{PREFIX}_upstream_connect_seconds", "Time to open the upstream WebSocket (successful connects)."
         )

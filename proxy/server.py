@@ -41,6 +41,7 @@ from .translate import (
     CloseClient,
     GoingAway,
     Opened,
+    RenewUpstream,
     Session,
     SessionOptions,
     StartTimer,
@@ -112,6 +113,11 @@ class Connection:
     _upstream_queued: int = 0
     _frame_debug: bool = False  # frame-level log records only at debug
     _timers: dict[str, trio.CancelScope] = attrs.Factory(dict)
+    # Session renewal (README "Session renewal"): each upstream the connection
+    # opens is one generation; events still in flight from an older one are
+    # dropped by the translator, so the session only hears the current one.
+    _generation: int = 0
+    _reader_scope: trio.CancelScope | None = None
     # How the client is closed if the connection is torn down without the
     # session having chosen (cancellation, a crash): 1011, or 1001 once the
     # server is going away (P2.6).
@@ -217,6 +223,10 @@ class Connection:
                     return
             except trio.EndOfChannel:
                 return
+            if type(item) is tuple:  # (generation, event) from an upstream
+                generation, item = item
+                if generation != self._generation:
+                    continue  # from an upstream the session has already replaced
             now = trio.current_time()
             # Metrics: time one event in TRANSLATION_SAMPLE_EVERY through the session.
             countdown -= 1
@@ -278,6 +288,14 @@ class Connection:
                 nursery.start_soon(self._timer, action.name, action.token, scope)
             elif kind is CancelTimer:
                 self._cancel_timer(action.name)
+            elif kind is RenewUpstream:
+                # Everything the session sends from now on is for the new
+                # upstream: it queues behind this marker, which the upstream
+                # task turns into close-old-then-open-new.
+                self._generation += 1
+                self.metrics.upstream_renewals[action.cause] += 1
+                self._upstream_queued += 1
+                await to_upstream.send(action)
 
     def _write_client_now(self, frame: str | bytes) -> bool:
         """Write to the client now if nothing is queued for it; False: queue it."""
@@ -357,14 +375,52 @@ class Connection:
         inbound: trio.MemorySendChannel,
         frames: trio.MemoryReceiveChannel,
     ) -> None:
-        """Connect (P2.3), then start the upstream reader and write frames until done."""
+        """Connect (P2.3), then write frames until done; a `RenewUpstream` marker
+        in the frames closes the current upstream and opens the next."""
+        connected = await self._connect_upstream(nursery, inbound, self._generation)
+        metrics = self.metrics
+        async for frame in frames:
+            if type(frame) is RenewUpstream:
+                self._drop_upstream(nursery)
+                # The marker's generation is the translator's at the time it
+                # was queued; a later marker already counted supersedes it.
+                connected = await self._connect_upstream(nursery, inbound, self._generation)
+                self._upstream_queued -= 1
+                continue
+            upstream = self.upstream
+            if not connected or upstream is None:
+                self._upstream_queued -= 1  # no upstream to take it: the session knows (UPSTREAM_FAILED/CLOSED)
+                continue
+            try:
+                with trio.move_on_after(STALLED_PEER_TIMEOUT_S) as stall:
+                    if type(frame) is _FrameTail:
+                        await upstream.send_raw(frame.data)
+                    else:
+                        metrics.frames_proxy_to_upstream += 1
+                        metrics.bytes_proxy_to_upstream += len(frame)
+                        await upstream.send_message(frame)
+            except ConnectionClosed:
+                # The reader reports the close; what is queued for this
+                # upstream until the session replaces it is dropped.
+                connected = False
+            if stall.cancelled_caught:
+                self.log.error(
+                    "upstream stopped reading; closing the connection",
+                    extra={"error_code": "UPSTREAM_STALLED", "direction": "upstream"},
+                )
+                self._teardown_close = (1011, "upstream stalled")
+                return
+            self._upstream_queued -= 1
+
+    async def _connect_upstream(self, nursery: trio.Nursery, inbound: trio.MemorySendChannel, generation: int) -> bool:
+        """Open an upstream and start its reader; False (and UPSTREAM_FAILED told) if it cannot be had."""
         config = self.config
         failure: tuple[int | None, str] | None = None  # (HTTP status, what the client is told)
         log_detail: str | None = None  # the full story, for the log only
         started = trio.current_time()
         try:
             with trio.fail_after(config.upstream_connect_timeout_s):
-                self.upstream = await open_upstream(config.upstream_url, config.api_key)
+                upstream = await open_upstream(config.upstream_url, config.api_key)
         except ConnectionRejected as rejected:
             failure = (rejected.status_code, f"HTTP {rejected.status_code}")
         except trio.TooSlowError:
@@ -376,56 +432,63 @@ class Connection:
         if failure is not None:
             self.metrics.upstream_connect_failures += 1
             self.log.error("upstream connect failed", extra={"status": failure[0], "detail": log_detail or failure[1]})
-            await inbound.send(UpstreamFailed(*failure))
-            await trio.sleep_forever()  # the translator closes the client, which ends us
+            await inbound.send((generation, UpstreamFailed(*failure)))
+            return False
+        self.upstream = upstream
         self.metrics.upstream_connect.observe(trio.current_time() - started)
         self.log.info("upstream connected", extra={"direction": "upstream"})
-        nursery.start_soon(self._until_done, nursery, self._upstream_reader, inbound)
-        upstream = self.upstream
-        metrics = self.metrics
-        async for frame in frames:
-            try:
-                with trio.move_on_after(STALLED_PEER_TIMEOUT_S) as stall:
-                    if type(frame) is _FrameTail:
-                        await upstream.send_raw(frame.data)
-                    else:
-                        metrics.frames_proxy_to_upstream += 1
-                        metrics.bytes_proxy_to_upstream += len(frame)
-                        await upstream.send_message(frame)
-            except ConnectionClosed:
-                await trio.sleep_forever()  # the reader reports the close
-            if stall.cancelled_caught:
-                self.log.error(
-                    "upstream stopped reading; closing the connection",
-                    extra={"error_code": "UPSTREAM_STALLED", "direction": "upstream"},
-                )
-                self._teardown_close = (1011, "upstream stalled")
-                return
-            self._upstream_queued -= 1
+        self._reader_scope = trio.CancelScope()
+        nursery.start_soon(self._upstream_reader, upstream, inbound, generation, self._reader_scope)
+        return True
 
-    async def _upstream_reader(self, inbound: trio.MemorySendChannel) -> None:
-        upstream = self.upstream
-        assert upstream is not None
-        metrics = self.metrics
-        while True:
-            try:
-                message = await upstream.get_message()
-            except ConnectionClosed as closed:
-                reason = closed.reason
-                code = reason.code if reason else None
-                self.log.info("upstream closed", extra={"upstream_close_code": code, "direction": "upstream"})
-                await inbound.send(UpstreamClosed(code, reason.reason if reason else None))
-                await trio.sleep_forever()  # the translator closes the client, which ends us
-            metrics.frames_upstream_to_proxy += 1
-            metrics.bytes_upstream_to_proxy += len(message)
-            if type(message) is str:
-                item = UpstreamText(message)
+    def _drop_upstream(self, nursery: trio.Nursery) -> None:
+        """Renewal: stop hearing the current upstream and close it with 1000.
+
+        The close handshake runs beside the new connect (bounded by
+        CLOSE_TIMEOUT_S, inside the connection's nursery), so the renewal
+        does not wait for the old peer's answer.
+        """
+        if self._reader_scope is not None:
+            self._reader_scope.cancel()
+            self._reader_scope = None
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None and upstream.closed is None:
+            nursery.start_soon(self._close_replaced, upstream)
+
+    async def _close_replaced(self, upstream: FastWebSocket) -> None:
+        with trio.move_on_after(CLOSE_TIMEOUT_S):
+            await upstream.aclose(1000, "session renewed")
+
+    async def _upstream_reader(
+        self, upstream: FastWebSocket, inbound: trio.MemorySendChannel, generation: int, scope: trio.CancelScope
+    ) -> None:
+        # Cancelled by its scope when the session renews the upstream; any
+        # other end (an exception) ends the connection through the nursery.
+        with scope:
+            metrics = self.metrics
+            while True:
                 try:
-                    inbound.send_nowait(item)
-                except trio.WouldBlock:
-                    await inbound.send(item)
-            else:
-                self.log.warning("dropped binary frame from upstream", extra={"direction": "upstream"})  # P6.3
+                    message = await upstream.get_message()
+                except ConnectionClosed as closed:
+                    reason = closed.reason
+                    code = reason.code if reason else None
+                    detail = reason.reason if reason else None
+                    self.log.info(
+                        "upstream closed",
+                        extra={"upstream_close_code": code, "reason": detail, "direction": "upstream"},
+                    )
+                    await inbound.send((generation, UpstreamClosed(code, detail)))
+                    await trio.sleep_forever()  # the session closes the client or renews, which ends us
+                metrics.frames_upstream_to_proxy += 1
+                metrics.bytes_upstream_to_proxy += len(message)
+                if type(message) is str:
+                    item = (generation, UpstreamText(message))
+                    try:
+                        inbound.send_nowait(item)
+                    except trio.WouldBlock:
+                        await inbound.send(item)
+                else:
+                    self.log.warning("dropped binary frame from upstream", extra={"direction": "upstream"})  # P6.3
 
 
 @attrs.define

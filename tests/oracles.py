@@ -30,6 +30,7 @@ _DEEPGRAM_SERVER_MESSAGES: dict[str, type[pydantic.BaseModel]] = {
     "SpeakUpdated": dgt.AgentV1SpeakUpdated,
     "ThinkUpdated": dgt.AgentV1ThinkUpdated,
     "InjectionRefused": dgt.AgentV1InjectionRefused,
+    "FunctionCallCancelled": dgt.AgentV1FunctionCallCancelled,
 }
 
 

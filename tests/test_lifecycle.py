@@ -297,7 +297,9 @@ async def mid_turn(fake, client):
 
 
 @pytest.mark.parametrize("upstream_code, client_code", [(1000, 1000), (1001, 1011), (1011, 1011), (4000, 1011)])
-async def test_p2_4_upstream_close_mid_turn(proxy, fake, upstream_code, client_code):
+async def test_p2_4_upstream_close_mid_turn(proxy_factory, fake, upstream_code, client_code):
+    # P2.4 as written: with renewal off (README "Session renewal" renews these instead).
+    proxy = await proxy_factory(renewal=False)
     with trio.fail_after(DEADLINE):
         async with proxy.connect() as client:
             upstream = await mid_turn(fake, client)
@@ -307,7 +309,9 @@ async def test_p2_4_upstream_close_mid_turn(proxy, fake, upstream_code, client_c
         await wait_until(lambda: not proxy.server.connections)
 
 
-async def test_p2_4_upstream_tcp_drop_mid_turn_is_1011(proxy, fake):
+async def test_p2_4_upstream_tcp_drop_mid_turn_is_1011(proxy_factory, fake):
+    # P2.4 as written: with renewal off (README "Session renewal" renews these instead).
+    proxy = await proxy_factory(renewal=False)
     with trio.fail_after(DEADLINE):
         async with proxy.connect() as client:
             upstream = await mid_turn(fake, client)
@@ -317,7 +321,9 @@ async def test_p2_4_upstream_tcp_drop_mid_turn_is_1011(proxy, fake):
 
 
 @pytest.mark.parametrize("upstream_code, client_code", [(1000, 1000), (1011, 1011)])
-async def test_p2_4_upstream_error_before_close_is_delivered_first(proxy, fake, upstream_code, client_code):
+async def test_p2_4_upstream_error_before_close_is_delivered_first(proxy_factory, fake, upstream_code, client_code):
+    # P2.4 as written: with renewal off (README "Session renewal" renews these instead).
+    proxy = await proxy_factory(renewal=False)
     with trio.fail_after(DEADLINE):
         async with proxy.connect() as client:
             upstream = await mid_turn(fake, client)

@@ -21,8 +21,9 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.translate import ClientText, TimerFired, UpstreamText
-from proxy.translate.states import ResponsePhase
+from proxy.translate import ClientText, TimerFired, UpstreamClosed, UpstreamFailed, UpstreamText
+from proxy.translate.renewal import AGE_TIMER
+from proxy.translate.states import ResponsePhase, SetupPhase
 
 from .test_session_waits import Checked
 
@@ -147,6 +148,20 @@ def up_garbage(h, n):
     h.take(h.session.handle(UpstreamText(["not json", '{"type": 5}', '{"type":"response.created"}'][n % 3]), h.now))
 
 
+def up_session_ends(h, n):
+    """The upstream goes away as the live API's does; the session renews it (README "Session renewal")."""
+    if n % 4 == 0:
+        h.error("session_expired", "Your session hit the maximum duration of 60 minutes.", event_id=None)
+    code = [1001, 1011, 1006, None][n % 4]
+    h.take(h.session.handle(UpstreamClosed(code, "bye"), h.now))
+
+
+def up_connect_fails(h, n):
+    """A renewal's connect fails (a connect can fail only while one is under way)."""
+    if h.session.setup.phase is SetupPhase.RENEWING:
+        h.take(h.session.handle(UpstreamFailed(None, "connection refused"), h.now))
+
+
 def timer_fires(h, n):
     """A deadline passes: the live one, or a stale expiry with an old token."""
     if not h.timers:
@@ -165,7 +180,8 @@ def clock(h, n):
 STEPS = [
     client_inject, client_agent, client_prompt, client_speak, client_think, client_function_answer, client_audio,
     client_junk, up_item_ack, up_created, up_delta, up_transcript, up_done, up_malformed_done, up_call,
-    up_session_updated, up_error, up_speech, up_committed, up_transcription, up_garbage, timer_fires, clock,
+    up_session_updated, up_error, up_speech, up_committed, up_transcription, up_garbage, up_session_ends,
+    up_connect_fails, timer_fires, clock,
 ]
 
 
@@ -178,24 +194,28 @@ def settle(h: Checked) -> None:
     """
     for _ in range(500):
         active = h.session.responses.active
-        if active is not None:
+        if h.session.setup.phase is SetupPhase.RENEWING and h.session.waits.count("renew"):
+            h.updated()  # a renewed upstream acknowledges its configuration
+        elif active is not None:
             h.done(active.id)
-        elif h.timers:
-            h.fire(min(h.timers, key=h.timers.get))
+        elif waits := {name: at for name, at in h.timers.items() if name != AGE_TIMER}:
+            h.fire(min(waits, key=waits.get))
         else:
-            return
+            return  # what is left is the renewal age: a maintenance clock, not a wait
     raise AssertionError("the session never settled")
 
 
 @settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(STEPS), st.integers(0, 1000)), max_size=40))
 def test_any_interleaving_leaves_a_session_that_answers_a_new_user_message(steps):
-    h = Checked(max_queued_responses=4, max_queued_updates=4, max_pending_messages=4)
+    # Renewals are not limited here: the budget's own end (a close) has its tests in test_renewal.py.
+    h = Checked(max_queued_responses=4, max_queued_updates=4, max_pending_messages=4, max_renewals=10_000)
     h.ready()
     for step, n in steps:
         step(h, n)
         assert h.closed is None
     settle(h)
+    assert h.session.setup.phase is SetupPhase.READY
     assert h.session.responses.phase is ResponsePhase.IDLE and h.session.responses.queued == 0
     before = h.upstream_types().count("response.create")
     h.send({"type": "InjectUserMessage", "content": "are you still there?"})

@@ -261,6 +261,18 @@ class FunctionCallRequest:
 
 
 @frozen
+class CancelledCall:
+    id: str
+    name: str
+
+
+@frozen
+class FunctionCallCancelled:
+    TYPE: ClassVar[str] = "FunctionCallCancelled"
+    functions: tuple[CancelledCall, ...]
+
+
+@frozen
 class AgentStartedSpeaking:
     TYPE: ClassVar[str] = "AgentStartedSpeaking"
     total_latency: float
@@ -324,6 +336,7 @@ ServerMessage = (
     | UserStartedSpeaking
     | AgentThinking
     | FunctionCallRequest
+    | FunctionCallCancelled
     | AgentStartedSpeaking
     | AgentAudioDone
     | Error

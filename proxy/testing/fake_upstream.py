@@ -32,6 +32,8 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 Responder = Callable[["FakeConnection", dict[str, Any]], Awaitable[None]]
 
 DEFAULT_REPLY = "Hello from the fake upstream."
+# What the live API says when a session reaches its maximum duration.
+EXPIRED_REASON = "Your session hit the maximum duration of 60 minutes."
 # 60 ms of quiet PCM16 at 24 kHz, in three 20 ms deltas.
 DEFAULT_AUDIO = b"\x01\x00" * 1440
 
@@ -53,6 +55,7 @@ class FakeRealtime:
         responder: Responder | None = speak_reply,
         validate: Callable[[dict[str, Any]], None] | None = None,
         host: str = "127.0.0.1",
+        max_duration_s: float | None = None,
     ) -> None:
         self.api_key = api_key
         self.reject_status = reject_status
@@ -60,6 +63,9 @@ class FakeRealtime:
         self.responder = responder
         self.validate = validate
         self.host = host
+        # Like the live API's 60-minute limit, shortened for tests: each
+        # connection ends with `expire()` once it is this old.
+        self.max_duration_s = max_duration_s
         self.port: int | None = None
         self.connections: list[FakeConnection] = []
         self.handshakes = 0
@@ -167,6 +173,26 @@ class FakeConnection:
     async def close(self, code: int = 1000, reason: str = "") -> None:
         await self.socket.aclose(code, reason)
 
+    async def expire(self, *, error: bool = True) -> None:
+        """End the session as the live API does at its time limit.
+
+        An `error` with code `session_expired` and `event_id: null`, then a
+        close with 1001 and the service's reason; `error=False`: the close only
+        (the live API sometimes sends no error first).
+        """
+        if error:
+            await self.send({"type": "error", "error": {
+                "type": "invalid_request_error", "code": "session_expired",
+                "message": EXPIRED_REASON, "param": None, "event_id": None}})
+        await self.close(1001, EXPIRED_REASON)
+
+    async def fail(self) -> None:
+        """A mid-call server failure as the live API reports it: `server_error`, then an abnormal close."""
+        await self.send({"type": "error", "error": {
+            "type": "server_error", "code": None, "param": None, "event_id": None,
+            "message": "The server had an error while processing your request. Sorry about that!"}})
+        await self.close(1011, "internal error")
+
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_{next(self._ids)}"
 
@@ -265,6 +291,8 @@ class FakeConnection:
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            if self.server.max_duration_s is not None:
+                nursery.start_soon(self._expire_after, self.server.max_duration_s)
             try:
                 # Inside the try: the proxy may already be gone (its client left mid-connect).
                 await self.send({"type": "session.created", "session": dict(self.session)})
@@ -276,6 +304,13 @@ class FakeConnection:
             finally:
                 self._notify()
                 nursery.cancel_scope.cancel()
+
+    async def _expire_after(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+        try:
+            await self.expire()
+        except ConnectionClosed:
+            pass
 
     async def _on_frame(self, frame: str | bytes) -> None:
         if isinstance(frame, bytes):
@@ -331,7 +366,15 @@ class FakeConnection:
                 # Claim the slot now so a second response.create sees it taken.
                 self.active_response = "pending"
                 assert self._nursery is not None
-                self._nursery.start_soon(self.server.responder, self, event)
+                self._nursery.start_soon(self._respond_with, self.server.responder, event)
+
+    async def _respond_with(self, responder: Responder, create: dict[str, Any]) -> None:
+        # The proxy may close the session mid-response (a renewal, its client
+        # leaving): the reply ends there, as it does on the live service.
+        try:
+            await responder(self, create)
+        except ConnectionClosed:
+            pass
 
     def _notify(self) -> None:
         event, self._changed = self._changed, trio.Event()

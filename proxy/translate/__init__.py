@@ -4,7 +4,7 @@ Importing it imports no Trio, no sockets and no metrics (STYLE: a pure
 package stays pure).
 """
 
-from .actions import Action, CancelTimer, CloseClient, StartTimer, ToClient, ToClientAudio, ToUpstream
+from .actions import Action, CancelTimer, CloseClient, RenewUpstream, StartTimer, ToClient, ToClientAudio, ToUpstream
 from .events import (
     ClientAudio,
     ClientText,
@@ -28,6 +28,7 @@ __all__ = [
     "FUNCTION_CALL_TIMER",
     "GoingAway",
     "Opened",
+    "RenewUpstream",
     "Session",
     "SessionOptions",
     "StartTimer",

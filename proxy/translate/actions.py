@@ -48,4 +48,16 @@ class CancelTimer:
     name: str
 
 
-Action = ToUpstream | ToClient | ToClientAudio | CloseClient | StartTimer | CancelTimer
+@attrs.frozen
+class RenewUpstream:
+    """Replace the upstream: close the current one (1000) and open a new one.
+
+    Every `ToUpstream` after this action goes to the new upstream; events of
+    the old one that are still in flight are dropped by the I/O layer. The
+    outcome comes back as the new upstream's events, or `upstream_failed`.
+    """
+
+    cause: str  # one of proxy.translate.renewal.CAUSES (a metrics label)
+
+
+Action = ToUpstream | ToClient | ToClientAudio | CloseClient | StartTimer | CancelTimer | RenewUpstream

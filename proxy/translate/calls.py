@@ -87,6 +87,21 @@ class FunctionCalls:
         )
         return self._finish()
 
+    def cancel_round(self) -> tuple[list[tuple[str, str]], bool]:
+        """A renewal: the round in flight ends with the old upstream.
+
+        Returns the calls the client has not answered, (id, name), which it
+        must now not answer, and whether the follow-up is due anyway (every
+        call was answered, only the upstream's signal was missing).
+        """
+        round_ = self._round
+        if round_ is None:
+            return [], False
+        self._round = None
+        self._out.cancel_timer(FUNCTION_CALL_TIMER)
+        unanswered = [(call_id, name) for call_id, name in round_.calls.items() if call_id not in round_.answered]
+        return unanswered, not unanswered
+
     def _finish(self) -> bool:
         self._round = None
         self._out.cancel_timer(FUNCTION_CALL_TIMER)

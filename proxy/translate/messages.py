@@ -81,6 +81,14 @@ class UserMessages:
         )
         return True
 
+    def reset(self) -> int:
+        """A renewal: items the old upstream never acknowledged are replayed with the
+        conversation; returns how many still need their response."""
+        waits = list(self._waits.of_kind(ITEM))
+        for wait in waits:
+            self._end(wait)
+        return len(waits)
+
     def _end(self, wait: Wait) -> None:
         self._waits.discard(wait)
         self._out.cancel_timer(ITEM_ACK_TIMER + wait.subject)

@@ -18,6 +18,13 @@ class SessionOptions:
     function_call_deadline_s: float = 20.0
     update_timeout_s: float = 10.0
     transcript_wait_s: float = 2.0
+    # Session renewal (README "Session renewal").
+    renewal: bool = True
+    renew_after_s: float = 3300.0
+    max_renewals: int = 3
+    renewal_window_s: float = 600.0
+    renewal_history_items: int = 200
+    upstream_connect_timeout_s: float = 10.0
     # Secrets that must never reach a client (P1.5): the API key and the tokens.
     secrets: tuple[str, ...] = ()
     # Fixed bounds (README, protocol notes).

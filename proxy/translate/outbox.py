@@ -18,7 +18,8 @@ import attrs
 from ..protocol import deepgram as dg
 from ..protocol import openai as oa
 from ..redact import Redactor
-from .actions import Action, CloseClient, ToClient, ToClientAudio, ToUpstream
+from .actions import Action, CloseClient, RenewUpstream, ToClient, ToClientAudio, ToUpstream
+from .renewal import ConversationRecord
 from .timers import Timers
 
 
@@ -30,6 +31,9 @@ class Outbox:
         self.timers = Timers()
         self.closed = False
         self._redactor = redactor
+        # Session renewal keeps the conversation as the client saw it: every
+        # ConversationText and FunctionCallRequest passes here (renewal.py).
+        self.conversation: ConversationRecord | None = None
         self._actions: list[Action] = []
         # P1.6: ids are at most 32 characters: "px" + 12 hex + kind + counter.
         self._id_prefix = "px" + connection_id.replace("-", "")[:12]
@@ -46,8 +50,15 @@ class Outbox:
     def client(self, message: dg.ServerMessage) -> None:
         if self.closed:
             return
-        if type(message) is dg.Error or type(message) is dg.Warning:
+        kind = type(message)
+        if kind is dg.Error or kind is dg.Warning:
             message = attrs.evolve(message, description=self._redactor.scrub(message.description))
+        elif self.conversation is not None:
+            if kind is dg.ConversationText:
+                self.conversation.message(message.role, message.content)
+            elif kind is dg.FunctionCallRequest:
+                for call in message.functions:
+                    self.conversation.function_call(call.id, call.name, call.arguments)
         self._actions.append(ToClient(message))
 
     def audio(self, data: bytes) -> None:
@@ -72,6 +83,10 @@ class Outbox:
         if not self.closed:
             self._actions.append(CloseClient(code, reason))
             self.closed = True
+
+    def renew_upstream(self, cause: str) -> None:
+        if not self.closed:
+            self._actions.append(RenewUpstream(cause))
 
     def start_timer(self, name: str, deadline: float) -> None:
         self._actions.append(self.timers.start(name, deadline))

@@ -177,6 +177,16 @@ class Responses:
         active.request, active.kind = None, VOICE
         active.turn_end = speech_stopped_at or active.created_at
 
+    def reset(self) -> tuple[ActiveResponse | None, ResponseRequest | None]:
+        """A renewal: the old upstream's response (and our unanswered request) are gone.
+
+        Returns them; the phase is idle. The queue stays: it runs on the new upstream.
+        """
+        active, requested = self.active, self.requested
+        self.active = self.requested = None
+        self._settle()
+        return active, requested
+
     def _drop_request(self) -> None:
         self._waits.discard(self._waits.first(RESPONSE))
         self.requested = None

@@ -24,6 +24,7 @@ a new phase a member and rows in `states`; a new wait a kind in `waits`
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any, Callable
 
@@ -51,6 +52,17 @@ from .events import (
 from .messages import ITEM_ACK_TIMER, UserMessages
 from .options import SessionOptions
 from .outbox import Outbox
+from .renewal import (
+    AGE_TIMER,
+    DEADLINE_TIMER,
+    EXPIRED,
+    EXPIRED_CODE,
+    MAX_DURATION_CODE,
+    PROACTIVE,
+    RETRY_TIMER,
+    RenewalBudget,
+    Renewal,
+)
 from .responses import ACTIVE_RESPONSE_CODE, RESPONSE_TIMER, Responses
 from .setup import SAY_VERBATIM, Setup, history_items
 from .speech import AgentOutput
@@ -58,7 +70,7 @@ from .states import SetupPhase
 from .transcripts import TRANSCRIPT_TIMER, TranscriptOrder
 from .turns import AGENT, FUNCTION, GREETING, USER, ActiveResponse, Applied, ResponseRequest
 from .updates import UPDATE_TIMER, LiveUpdates
-from .waits import CANCEL, ITEM, RESPONSE, SETTINGS, UPDATE, Waits
+from .waits import CANCEL, ITEM, RENEW, RESPONSE, SETTINGS, UPDATE, Waits
 
 # P6 error row: our response.cancel reached a response that had just ended.
 CANCEL_NOT_ACTIVE_CODE = "response_cancel_not_active"
@@ -98,6 +110,17 @@ class Session:
         )
 
         self.speech = AgentOutput(self.out, self.log)
+        self.renewal = Renewal(
+            enabled=options.renewal,
+            renew_after_s=options.renew_after_s,
+            max_renewals=options.max_renewals,
+            window_s=options.renewal_window_s,
+            history_items=options.renewal_history_items,
+            # A new upstream must be connected and configured within this.
+            deadline_s=options.upstream_connect_timeout_s + options.update_timeout_s,
+        )
+        if options.renewal:
+            self.out.conversation = self.renewal.record
         self.transcripts = TranscriptOrder(self.out, self.log, wait_s=options.transcript_wait_s)
 
         self._audio_in: InboundStream | None = None
@@ -128,11 +151,26 @@ class Session:
             return
         self.updates.start_next(now)
         self.responses.start_next(now)
+        if self.renewal.due and self._idle():
+            self._renew(PROACTIVE, now)
+
+    def _idle(self) -> bool:
+        """Nothing under way a renewal would cut: no response, no speech, no update, no call, no item."""
+        return not (
+            self.responses.busy
+            or self.responses.queued
+            or self._user_speaking
+            or self.updates.pending
+            or self.updates.queued
+            or self.calls.asking_response is not None
+            or self.waits.count(ITEM)
+        )
 
     # ----------------------------------------------------------------- events
 
     def _opened(self, event: Opened, now: float) -> None:
         self.out.client(dg.Welcome(request_id=self.connection_id))  # P2.1
+        self._arm_renewal_age(now)  # the upstream connect starts now
 
     def _client_text(self, event: ClientText, now: float) -> None:
         """P1.1: one JSON message."""
@@ -196,14 +234,23 @@ class Session:
         method(self, payload, now)
 
     def _upstream_closed(self, event: UpstreamClosed, now: float) -> None:
-        """P2.4: the upstream closed; close the client promptly."""
-        if event.code == 1000:
+        """P2.4: the upstream closed; renew it (README "Session renewal") or close the client promptly."""
+        cause = self.renewal.cause_of_close(event.code, event.reason)
+        phase = self.setup.phase
+        if cause is None:
             self._close(1000, "upstream closed the session")
+        elif self.renewal.enabled and phase is SetupPhase.READY:
+            self._renew(cause, now, code=event.code, reason=event.reason)
+        elif self.renewal.enabled and phase is SetupPhase.RENEWING:
+            self._renewal_failed(f"the new upstream closed ({event.code})", now)
         else:
-            self._close(1011, f"upstream closed abnormally ({event.code if event.code is not None else 'no code'})")
+            self._end_with_upstream(cause, event.code, event.reason)
 
     def _upstream_failed(self, event: UpstreamFailed, now: float) -> None:
         """P2.3: the upstream could not be reached."""
+        if self.setup.phase is SetupPhase.RENEWING and event.status not in (401, 403):
+            self._renewal_failed(event.description, now)
+            return
         if event.status in (401, 403):
             self.out.error("UPSTREAM_UNAUTHORIZED", f"the upstream refused the proxy's credentials (HTTP {event.status})")
             self._close(1008, "upstream unauthorized")
@@ -229,6 +276,12 @@ class Session:
         elif event.name.startswith(ITEM_ACK_TIMER):
             if self.messages.deadline(event.name):
                 self._request(ResponseRequest(USER))
+        elif event.name == AGE_TIMER:
+            self.renewal.due = True  # at the next idle moment (`_advance`)
+        elif event.name == RETRY_TIMER:
+            self._connect_renewed(now)
+        elif event.name == DEADLINE_TIMER:
+            self._renewal_failed("the new upstream was not configured in time", now)
         elif event.name.startswith(TRANSCRIPT_TIMER):
             self.transcripts.deadline(event.name)
 
@@ -245,6 +298,11 @@ class Session:
         elif isinstance(message, dg.InjectUserMessage):
             self.messages.inject(message, now)
         elif isinstance(message, dg.FunctionCallResponse):
+            if message.id in self.renewal.cancelled_calls:
+                # Cancelled at a renewal (FunctionCallCancelled): the new upstream never asked for it.
+                self.log.info("answer to a cancelled function call dropped", extra={"call_id": message.id})
+                return
+            self.renewal.record.function_output(message.id, message.content)
             if self.calls.answered(message, now):
                 self._request(ResponseRequest(FUNCTION))
         elif isinstance(message, dg.InjectAgentMessage):
@@ -303,6 +361,9 @@ class Session:
         phase = self.setup.phase
         if phase is SetupPhase.SETTINGS_SENT:
             self._become_ready(now)
+        elif phase is SetupPhase.RENEWING:
+            if self.waits.first(RENEW) is not None:
+                self._renewed(now)
         elif phase is SetupPhase.READY:
             self.updates.acknowledged()
         # else: not ours, no Settings has been sent yet
@@ -315,6 +376,7 @@ class Session:
         self.applied.voice = plan.voice
         self.out.client(dg.SettingsApplied())
         for entry in plan.history:  # P3.4
+            self._keep_context(entry)
             for item in history_items(entry):
                 self.out.upstream(oa.ConversationItemCreate(event_id=self.out.new_id("e"), item=item))
         if plan.greeting:  # P3.5
@@ -444,8 +506,22 @@ class Session:
     def _on_error(self, event: oa.ErrorEvent, now: float) -> None:
         """P6 error row; which request it rejects is the rule in `waits`."""
         error = event.error
+        if error.code == EXPIRED_CODE:
+            # The time limit: the close follows. Renewed then, or the client is
+            # told with the code its SDKs treat as an expected end.
+            self.renewal.expiring = True
+            self.renewal.expiry_message = error.message
+            if not self.renewal.enabled:
+                self._report_expiry(error.message)
+            return
+        if error.type == "server_error" and error.event_id is None:
+            self.renewal.server_error = True  # a close often follows: renewal's cause
         wait = self.waits.match_error(error)
         kind = wait.kind if wait is not None else None
+        if kind == RENEW:
+            # The configuration the old upstream accepted: try another upstream, within the budget.
+            self._renewal_failed(f"the new upstream refused the session configuration: {error.message}", now)
+            return
         if kind == SETTINGS:
             self.setup.rejected(error)
         elif kind == UPDATE:
@@ -475,6 +551,119 @@ class Session:
         else:
             self.out.error(error.code or error.type, error.message)
 
+    # ------------------------------------------- renewal (README "Session renewal")
+
+    def _arm_renewal_age(self, now: float) -> None:
+        if self.renewal.proactive:
+            self.out.start_timer(AGE_TIMER, now + self.renewal.renew_after_s)
+
+    def _keep_context(self, entry: dg.HistoryMessage) -> None:
+        """P3.4 context is part of the conversation a renewed upstream is given."""
+        record = self.renewal.record
+        if entry.function_calls:
+            for call in entry.function_calls:
+                record.function_call(call.id, call.name, call.arguments)
+                record.function_output(call.id, call.response)
+        elif entry.content is not None:
+            record.message("assistant" if entry.role == "assistant" else "user", entry.content)
+
+    def _renew(self, cause: str, now: float, *, code: int | None = None, reason: str | None = None) -> None:
+        """Replace the upstream: settle what the old one had in flight, then connect the new one."""
+        if not self.renewal.budget.allows(now):
+            self.log.warning("renewal budget spent; ending the call", extra={"cause": cause})
+            self._end_with_upstream(cause, code, reason)
+            return
+        active, requested = self.responses.reset()
+        if active is not None:
+            self.speech.ended(active)  # the interrupted turn ends for the client (AgentAudioDone); not replayed
+        if requested is not None:
+            self.responses.request(requested, first=True)  # never started: asked again of the new upstream
+        self.updates.requeue_pending()
+        unanswered, follow_up = self.calls.cancel_round()
+        if unanswered:
+            self.out.client(dg.FunctionCallCancelled(functions=tuple(dg.CancelledCall(id=i, name=n) for i, n in unanswered)))
+            self.renewal.cancelled_calls.extend(call_id for call_id, _ in unanswered)
+        self.renewal.record.forget_unanswered()
+        if follow_up:
+            self._request(ResponseRequest(FUNCTION))
+        for _ in range(self.messages.reset()):
+            self._request(ResponseRequest(USER))  # the item is replayed with the conversation
+        self.waits.clear()
+        self._user_speaking = False
+        self.setup.renewing()
+        self.renewal.cause = cause
+        self._connect_renewed(now)
+
+    def _connect_renewed(self, now: float) -> None:
+        """One connect of a renewal: a new upstream, configured as the session stands."""
+        cause = self.renewal.cause or PROACTIVE
+        if not self.renewal.budget.allows(now):
+            self._end_with_upstream(cause, None, "the upstream could not be renewed")
+            return
+        self.renewal.started(cause, now)
+        self.out.renew_upstream(cause)
+        event_id = self.out.new_id("e")
+        self.out.upstream(oa.SessionUpdate(event_id=event_id, session=self._kept_session()))
+        self.waits.add(RENEW, event_id, now)
+        self.out.start_timer(DEADLINE_TIMER, now + self.renewal.deadline_s)
+        self._arm_renewal_age(now)
+
+    def _kept_session(self) -> dict[str, Any]:
+        """The first Settings' session.update with every acknowledged update applied."""
+        plan = self.setup.plan
+        assert plan is not None
+        session = copy.deepcopy(plan.session)
+        session["instructions"] = self.applied.instructions
+        if self.applied.tools or "tools" in session:
+            session["tools"] = [dict(tool) for tool in self.applied.tools]
+        if self.applied.voice is not None:
+            session.setdefault("audio", {}).setdefault("output", {})["voice"] = self.applied.voice
+        return session
+
+    def _renewed(self, now: float) -> None:
+        """The new upstream is configured: replay the conversation, tell the client, release the hold."""
+        self.waits.discard(self.waits.first(RENEW))
+        self.out.cancel_timer(DEADLINE_TIMER)
+        cause = self.renewal.finished()
+        items = self.renewal.record.items()
+        for item in items:  # as for Settings.agent.context (P3.4): no response.create
+            self.out.upstream(oa.ConversationItemCreate(event_id=self.out.new_id("e"), item=item))
+        self.log.info(
+            "upstream renewed",
+            extra={"cause": cause, "replayed_items": len(items), "dropped_entries": self.renewal.record.dropped},
+        )
+        self.out.warning("UPSTREAM_RENEWED", "the upstream session was renewed; the conversation continues")
+        for message in self.setup.renewed():
+            if self.out.closed:
+                break
+            self._dispatch(message, now)
+
+    def _renewal_failed(self, description: str, now: float) -> None:
+        self.waits.clear()
+        self.out.cancel_timer(DEADLINE_TIMER)
+        self.renewal.failures += 1
+        self.log.warning("upstream renewal attempt failed", extra={"detail": description, "attempt": self.renewal.failures})
+        if self.renewal.budget.allows(now):
+            self.out.start_timer(RETRY_TIMER, now + RenewalBudget.backoff_s(self.renewal.failures))
+        else:
+            self.out.error("UPSTREAM_UNAVAILABLE", f"the upstream session ended and could not be renewed: {description}")
+            self._close(1011, "upstream unavailable")
+
+    def _report_expiry(self, reason: str | None) -> None:
+        reason = reason or self.renewal.expiry_message
+        if not self.renewal.expiry_reported:
+            self.renewal.expiry_reported = True
+            self.out.error(MAX_DURATION_CODE, f"the upstream session reached its maximum duration: {reason or 'no reason given'}")
+
+    def _end_with_upstream(self, cause: str, code: int | None, reason: str | None) -> None:
+        """The call ends with its upstream (renewal off or spent), with the upstream's reason kept."""
+        detail = reason or "no reason given"
+        if cause == EXPIRED:
+            self._report_expiry(reason)
+            self._close(1000, _close_reason(f"session ended: {detail}"))
+        else:
+            self._close(1011, _close_reason(f"upstream closed abnormally ({code if code is not None else 'no code'}): {detail}"))
+
     # -------------------------------------------------------------- helpers
 
     def _close(self, code: int, reason: str) -> None:
@@ -483,6 +672,12 @@ class Session:
             self.out.close(code, reason)
 
 
+def _close_reason(text: str) -> str:
+    """RFC 6455 5.5: a close reason fits a control frame (123 bytes of UTF-8)."""
+    data = text.encode()
+    if len(data) <= 123:
+        return text
+    return data[:120].decode(errors="ignore") + "..."
 class _SessionLog(logging.LoggerAdapter):
     """The default log: keeps each record's own `extra` (the stock adapter replaces it)."""
 

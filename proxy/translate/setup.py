@@ -96,6 +96,17 @@ class Setup:
         self._machine.move(SetupPhase.AWAITING_SETTINGS)
         self._out.error(error.code or error.type, f"Settings rejected by the upstream: {error.message}")
 
+    def renewing(self) -> None:
+        """A new upstream replaces the old one: hold what the client sends until it is ready."""
+        self._machine.move(SetupPhase.RENEWING)
+
+    def renewed(self) -> list[Any]:
+        """The new upstream is configured: ready again; returns what was held, in order."""
+        self._machine.move(SetupPhase.READY)
+        held, self._held = list(self._held), deque()
+        self._held_bytes = 0
+        return held
+
     def close(self) -> None:
         self._machine.move(SetupPhase.CLOSED)
 

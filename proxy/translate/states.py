@@ -16,6 +16,7 @@ class SetupPhase(enum.Enum):
     AWAITING_SETTINGS = "awaiting Settings"  # nothing valid yet (P3.7 keeps us here)
     SETTINGS_SENT = "Settings sent"  # the first session.update is in flight (P3.6 holds)
     READY = "ready"  # session.updated seen (P3.3)
+    RENEWING = "renewing"  # a new upstream replaces the old one (README "Session renewal"); frames are held
     CLOSED = "closed"  # a CloseClient was issued; nothing more is sent
 
 
@@ -23,7 +24,8 @@ SETUP_TRANSITIONS: dict[SetupPhase, frozenset[SetupPhase]] = {
     SetupPhase.AWAITING_SETTINGS: frozenset({SetupPhase.SETTINGS_SENT, SetupPhase.CLOSED}),
     # Rejected by the upstream: back to waiting for a corrected Settings (P3.7).
     SetupPhase.SETTINGS_SENT: frozenset({SetupPhase.READY, SetupPhase.AWAITING_SETTINGS, SetupPhase.CLOSED}),
-    SetupPhase.READY: frozenset({SetupPhase.CLOSED}),
+    SetupPhase.READY: frozenset({SetupPhase.RENEWING, SetupPhase.CLOSED}),
+    SetupPhase.RENEWING: frozenset({SetupPhase.READY, SetupPhase.CLOSED}),
     SetupPhase.CLOSED: frozenset(),
 }
 

@@ -39,6 +39,16 @@ class LiveUpdates:
     def pending(self) -> bool:
         return self._pending is not None
 
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def requeue_pending(self) -> None:
+        """A renewal: the update in flight was never answered; it is sent again, first, to the new upstream."""
+        wait = self._end()
+        if wait is not None:
+            self._queue.appendleft(wait.subject)
+
     # --- from the client
     def prompt(self, message: dg.UpdatePrompt) -> None:
         self._enqueue(Update(PROMPT, {}, append_prompt=message.prompt))

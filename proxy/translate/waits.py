@@ -33,6 +33,7 @@ UPDATE = "update"  # a live update's session.update
 RESPONSE = "response"  # our response.create, until response.created
 ITEM = "item"  # an InjectUserMessage item, until the upstream has it
 CANCEL = "cancel"  # our response.cancel
+RENEW = "renew"  # the session.update that configures a renewed upstream
 
 # Rule 1: upstream error codes that say which kind of request failed. A
 # `subject` test narrows it further (a voice error is about a speak update).
@@ -106,6 +107,10 @@ class Waits:
         if len(candidates) != 1:
             return None
         return self.pop(candidates[0].event_id)
+
+    def clear(self) -> None:
+        """A renewal: nothing the old upstream was asked will be answered."""
+        self._by_event_id.clear()
 
     def __len__(self) -> int:
         return len(self._by_event_id)

@@ -210,6 +210,17 @@ class TranscriptionCompleted:
 
 
 @frozen
+class TranscriptionDelta:
+    item_id: str
+    delta: str | None = None
+
+
+@frozen
+class TranscriptionFailed:
+    item_id: str
+
+
+@frozen
 class ItemRef:
     id: str | None = None
     type: str | None = None

@@ -259,7 +259,6 @@ def test_p3_6_held_inject_user_message_echoed_on_release_not_before():
 # ------------------------------------------------------------------- P3.7
 
 INVALID_SETTINGS_CASES = {
-    "missing audio": (settings_with(audio=None), "audio"),
     "sample_rate as a string": (settings_with(audio__input__sample_rate="16000"), "audio.input.sample_rate"),
     "sample_rate as a boolean": (settings_with(audio__input__sample_rate=True), "audio.input.sample_rate"),
     "unsupported input encoding": (settings_with(audio__input__encoding="opus"), "audio.input.encoding"),

@@ -56,6 +56,7 @@ class Config:
     admin_port: int | None = None
     admin_host: str = "127.0.0.1"
     workers: int = 1
+    captions: bool = True  # live captions: listen Results beside ConversationText (P6 extra)
 
     @property
     def listen_url(self) -> str:
@@ -135,6 +136,18 @@ def _upstream_url(name: str) -> Callable[[str], str]:
     return parse
 
 
+def _switch(name: str) -> Callable[[str], bool]:
+    def parse(raw: str) -> bool:
+        value = raw.strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be 1 or 0 (true/false, yes/no, on/off), got {raw!r}")
+
+    return parse
+
+
 def _text(raw: str) -> str:
     return raw
 
@@ -195,6 +208,7 @@ SETTINGS: tuple[_Setting, ...] = (
     _setting("admin_host", "OPENAI_PROXY_ADMIN_HOST", _text, "health and metrics address"),
     _setting("workers", "OPENAI_PROXY_WORKERS", _workers, "processes sharing the port (0 = one per core)"),
     _setting("log_format", "OPENAI_PROXY_LOG_FORMAT", lambda n: _choice(n, LOG_FORMATS), "json|text"),
+    _setting("captions", "OPENAI_PROXY_CAPTIONS", _switch, "1|0: live captions as listen Results (default 1)"),
 )
 
 

@@ -14,11 +14,24 @@ from .actions import CancelTimer, StartTimer
 from .turns import FUNCTION, CallRound, ResponseRequest
 
 FUNCTION_CALL_TIMER = "function_call"
+# Call ids already answered, most recent last: enough to catch a client's
+# second answer to the same call (dg_react_agent sends its handler's result,
+# then "Handler completed without sending a response" when the handler
+# returns), bounded so a long call cannot grow it.
+MAX_ANSWERED_CALLS = 256
 
 
 class FunctionCalls:
     def _function_call_response(self, message: dg.FunctionCallResponse, now: float) -> None:
         """P5.2: forward the output; follow up once the round is complete."""
+        if message.id in self._answered_calls:
+            # Forward a call's first answer only: a second function_call_output
+            # for one call_id would put two answers in the model's conversation.
+            self.log.warning("second FunctionCallResponse for an answered call dropped", extra={"call_id": message.id})
+            return
+        self._answered_calls[message.id] = None
+        if len(self._answered_calls) > MAX_ANSWERED_CALLS:
+            del self._answered_calls[next(iter(self._answered_calls))]
         self._upstream(
             oa.ConversationItemCreate(
                 event_id=self._new_id("e"),

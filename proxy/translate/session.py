@@ -22,8 +22,9 @@ from ..audio import InboundStream, OutboundStream
 from ..protocol import deepgram as dg
 from ..protocol import openai as oa
 from ..protocol.converter import MessageError, structure
-from .actions import Action, CloseClient, ToClient, ToClientAudio, ToUpstream
+from .actions import Action, CloseClient, StartTimer, ToClient, ToClientAudio, ToUpstream
 from .calls import FUNCTION_CALL_TIMER, FunctionCalls
+from .captions import Captions
 from .settings import DEFAULT_OUTPUT, SessionPlan
 from .setup import SAY_VERBATIM, SessionSetup
 from .turns import (
@@ -47,6 +48,9 @@ MAX_APPEND_AUDIO_BYTES = (15 * 1024 * 1024 // 4) * 3 // 2 * 2
 # their names; this one is a harmless race and becomes a Warning.
 ACTIVE_RESPONSE_CODE = "conversation_already_has_active_response"
 
+# P5.9: armed while the input resampler may hold a tail (see audio.AUDIO_PAUSE_S).
+AUDIO_PAUSE_TIMER = "audio_pause"
+
 
 @attrs.frozen
 class SessionOptions:
@@ -57,6 +61,7 @@ class SessionOptions:
     transcription_model: str = "gpt-4o-mini-transcribe"
     function_call_deadline_s: float = 20.0
     update_timeout_s: float = 10.0
+    captions: bool = True  # P6 extra: listen Results for the user's words
 
     @classmethod
     def from_config(cls, config: Any) -> SessionOptions:
@@ -85,6 +90,9 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
         self._held_bytes = 0
 
         self._audio_in: InboundStream | None = None
+        self._pause_timer_armed = False
+        self._voice_warned = False  # P4: VOICE_IGNORED at most once per connection
+        self._captions = Captions(connection_id, options.transcription_model) if options.captions else None
         self._output_format = DEFAULT_OUTPUT
         self._instructions = ""
         self._tools: tuple[dict[str, Any], ...] = ()
@@ -100,6 +108,7 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
         self._last_audio: AudioTrack | None = None
         self._texts_sent: set[tuple[str, int]] = set()  # P6.1
         self._calls: CallRound | None = None  # P5.2
+        self._answered_calls: dict[str, None] = {}  # P5.2: call ids answered, oldest first
         self._updates: deque[Update] = deque()  # P5.7
         self._pending_update: Update | None = None
         self._unknown_types: set[str] = set()
@@ -148,7 +157,7 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
         if not self.ready:
             self._hold(data, len(data))
         else:
-            self._append_audio(data)
+            self._append_audio(data, now)
         return self._flush()
 
     def upstream_text(self, text: str, now: float) -> list[Action]:
@@ -206,6 +215,8 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
             self._function_call_deadline(now)
         elif name == UPDATE_TIMER:
             self._update_deadline(now)
+        elif name == AUDIO_PAUSE_TIMER:
+            self._audio_pause_deadline(now)
         return self._flush()
 
     def going_away(self) -> list[Action]:
@@ -217,7 +228,7 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
 
     def _dispatch(self, message: Any, now: float) -> None:
         if isinstance(message, bytes):
-            self._append_audio(message)
+            self._append_audio(message, now)
         elif isinstance(message, dg.Settings):
             self._client(dg.SettingsApplied())  # P3.1: a later Settings sends nothing upstream
         elif isinstance(message, dg.InjectUserMessage):
@@ -233,12 +244,37 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
         elif isinstance(message, dg.UpdateThink):
             self._update_think(message, now)
 
-    def _append_audio(self, data: bytes) -> None:
-        assert self._audio_in is not None
-        audio = self._audio_in.feed(data)
+    def _append_audio(self, data: bytes, now: float) -> None:
+        stream = self._audio_in
+        assert stream is not None
+        self._send_audio(stream.feed(data, now))
+        if stream.pending and not self._pause_timer_armed:
+            # P5.9: one timer per burst; when it fires it re-arms itself for
+            # as long as audio keeps coming (a 20 ms stream re-arms about
+            # every 120 ms), rather than a timer per frame.
+            self._pause_timer_armed = True
+            self._out.append(StartTimer(AUDIO_PAUSE_TIMER, stream.pause_deadline))
+
+    def _send_audio(self, audio: bytes) -> None:
         # P1.3: split anything that would exceed the per-append limit.
         for start in range(0, len(audio), MAX_APPEND_AUDIO_BYTES):
             self._upstream(oa.InputAudioBufferAppend(event_id=self._new_id("e"), audio=audio[start : start + MAX_APPEND_AUDIO_BYTES]))
+
+    def _audio_pause_deadline(self, now: float) -> None:
+        self._pause_timer_armed = False
+        stream = self._audio_in
+        if stream is None or not stream.pending:
+            return  # flushed meanwhile (a commit, the end)
+        if stream.paused(now):
+            self._flush_input_audio()
+        else:
+            self._pause_timer_armed = True
+            self._out.append(StartTimer(AUDIO_PAUSE_TIMER, stream.pause_deadline))
+
+    def _flush_input_audio(self) -> None:
+        """P5.9: send what the input resampler holds: at a pause, before a commit, at the end."""
+        if self._audio_in is not None and self._audio_in.pending:
+            self._send_audio(self._audio_in.flush())
 
     def _inject_user_message(self, message: dg.InjectUserMessage, now: float) -> None:
         """P5.1: item, echo at once, response.create only after the upstream has the item."""
@@ -455,6 +491,8 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
     def _on_speech_started(self, event: oa.SpeechStarted, now: float) -> None:
         self._client(dg.UserStartedSpeaking())  # P7: first
         self._user_speaking = True
+        if self._captions is not None:
+            self._captions.speech_started(event.item_id, event.audio_start_ms)
         track = self._last_audio
         response = self._response
         flowing = response is not None and response.first_audio_at is not None and not response.interrupted
@@ -476,9 +514,25 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
         self._user_speaking = False
         self._speech_stopped_at = now
         self._client(dg.UtteranceEnd(channel=(0, 1), last_word_end=event.audio_end_ms / 1000))
+        if self._captions is not None:
+            self._captions.speech_stopped(event.item_id, event.audio_end_ms)
+
+    def _on_transcription_delta(self, event: oa.TranscriptionDelta, now: float) -> None:
+        if self._captions is not None:
+            interim = self._captions.interim(event.item_id, event.delta)
+            if interim is not None:
+                self._client(interim)
 
     def _on_transcription(self, event: oa.TranscriptionCompleted, now: float) -> None:
         self._client(dg.ConversationText(role="user", content=event.transcript))
+        if self._captions is not None:
+            # After the ConversationText: dg_react_agent de-duplicates a final
+            # caption against the last history line (captions.py).
+            self._client(self._captions.final(event.item_id, event.transcript))
+
+    def _on_transcription_failed(self, event: oa.TranscriptionFailed, now: float) -> None:
+        if self._captions is not None:
+            self._captions.forget(event.item_id)
 
     def _on_error(self, event: oa.ErrorEvent, now: float) -> None:
         error = event.error
@@ -557,6 +611,8 @@ _UPSTREAM_HANDLERS: dict[str, tuple[type | None, Any]] = {
     "response.done": (oa.ResponseEvent, Session._on_response_done),
     "input_audio_buffer.speech_started": (oa.SpeechStarted, Session._on_speech_started),
     "input_audio_buffer.speech_stopped": (oa.SpeechStopped, Session._on_speech_stopped),
+    "conversation.item.input_audio_transcription.delta": (oa.TranscriptionDelta, Session._on_transcription_delta),
     "conversation.item.input_audio_transcription.completed": (oa.TranscriptionCompleted, Session._on_transcription),
+    "conversation.item.input_audio_transcription.failed": (oa.TranscriptionFailed, Session._on_transcription_failed),
     "error": (oa.ErrorEvent, Session._on_error),
 }

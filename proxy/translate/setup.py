@@ -56,8 +56,16 @@ class SessionSetup:
         self._audio_in = InboundStream(plan.input_format)
         self._output_format = plan.output_format
         if plan.voice_ignored:
-            self._client(dg.Warning(description=plan.voice_ignored, code="VOICE_IGNORED"))
+            self._voice_ignored(plan.voice_ignored)
         self._settings_event_id = self._upstream_session_update(plan.session)
+
+    def _voice_ignored(self, reason: str) -> None:
+        """P4 voice row: one Warning VOICE_IGNORED per connection, however often a voice is ignored."""
+        if self._voice_warned:
+            self.log.info("voice ignored again; no second Warning", extra={"reason": reason})
+            return
+        self._voice_warned = True
+        self._client(dg.Warning(description=reason, code="VOICE_IGNORED"))
 
     def _become_ready(self, now: float) -> None:
         """P3.3: SettingsApplied, context, greeting, then what was held."""

@@ -24,7 +24,7 @@ class LiveUpdates:
         if voice is None:
             # Nothing the upstream could use: say so, and acknowledge the
             # (unchanged) speak configuration so the client is not left waiting.
-            self._client(dg.Warning(description=ignored or "no Realtime voice given", code="VOICE_IGNORED"))
+            self._voice_ignored(ignored or "no Realtime voice given")
             self._client(dg.SpeakUpdated())
             return
         self._queue_update(Update(SPEAK, {"audio": {"output": {"voice": voice}}}, voice=voice), now)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import trio
 
-from proxy.audio import AUDIO_PAUSE_S, AudioFormat, InboundStream
+from proxy.translate.audio import AUDIO_PAUSE_S, AudioFormat, InboundStream
 from proxy.testing import DEFAULT_SETTINGS
 from proxy.translate.session import AUDIO_PAUSE_TIMER
 

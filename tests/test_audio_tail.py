@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from proxy.audio import AUDIO_PAUSE_S, AudioFormat, InboundStream
+from proxy.translate.audio import AUDIO_PAUSE_S, AudioFormat, InboundStream
 
 PCM16 = np.dtype("<i2")
 

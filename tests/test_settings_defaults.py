@@ -13,6 +13,7 @@ import trio
 
 from proxy.protocol.wire import encode_client, encode_upstream
 from proxy.translate import Session, SessionOptions, ToClient, ToUpstream
+from proxy.translate.events import ClientText, Opened
 
 from .oracles import validate_deepgram_server_message, validate_openai_client_event
 
@@ -23,9 +24,9 @@ PCM24 = {"type": "audio/pcm", "rate": 24000}
 
 def first_settings(text: str) -> tuple[list[dict], list[dict]]:
     session = Session("00000000-0000-4000-8000-0000000000a7", SessionOptions())
-    session.start(0.0)
+    session.handle(Opened(), 0.0)
     upstream, client = [], []
-    for action in session.client_text(text, 0.0):
+    for action in session.handle(ClientText(text), 0.0):
         if isinstance(action, ToUpstream):
             upstream.append(json.loads(encode_upstream(action.event)))
             validate_openai_client_event(upstream[-1])

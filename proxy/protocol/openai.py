@@ -216,11 +216,6 @@ class TranscriptionDelta:
 
 
 @frozen
-class TranscriptionFailed:
-    item_id: str
-
-
-@frozen
 class ItemRef:
     id: str | None = None
     type: str | None = None

@@ -51,6 +51,7 @@ from .translate import (
     UpstreamFailed,
     UpstreamText,
 )
+from .translate.events import ClientClosed
 from .workers import open_shared_listeners
 from .upstream import connect_failure, error_chain, open_upstream
 from .wsopen import FastRequest, listener_port, serve_fast
@@ -68,6 +69,10 @@ CLOSE_TIMEOUT_S = 1.0
 # 1008 (CLIENT_STALLED), a stalled upstream is 1011 for the client
 # (UPSTREAM_STALLED). Generous: a live peer drains 20 ms frames long before.
 STALLED_PEER_TIMEOUT_S = 10.0
+# When the client leaves, what the session still sends upstream (the input
+# resampler's tail, P5.9) may take this long to go out before the connection
+# is torn down; well inside P2.5's one second.
+CLIENT_GONE_DRAIN_S = 0.25
 # A client must finish its opening handshake (TLS included) within this; a
 # stranger that connects and stalls, or speaks plain HTTP to a TLS port, holds
 # a socket that long, not trio-websocket's default of 60 s.
@@ -109,6 +114,7 @@ class Connection:
     _upstream_frames: Any = None
     _client_queued: int = 0
     _upstream_queued: int = 0
+    _upstream_idle: trio.Event | None = None  # set when the upstream queue empties, while someone waits
     _frame_debug: bool = False  # frame-level log records only at debug
     _timers: dict[str, trio.CancelScope] = attrs.Factory(dict)
     # How the client is closed if the connection is torn down without the
@@ -179,6 +185,11 @@ class Connection:
                     "client closed",
                     extra={"client_close_code": reason.code if reason else None, "direction": "client"},
                 )
+                # The translator ends the connection once it has sent what it
+                # held; bounded in case it cannot.
+                with trio.move_on_after(CLIENT_GONE_DRAIN_S):
+                    await inbound.send(ClientClosed())
+                    await trio.sleep_forever()
                 return
             metrics.frames_client_to_proxy += 1
             metrics.bytes_client_to_proxy += len(message)
@@ -227,6 +238,10 @@ class Connection:
             if started:
                 metrics.translated(item.NAME, perf_counter_ns() - started)
             await self._act(actions, to_client, to_upstream, nursery)
+            if type(item) is ClientClosed:
+                if actions:
+                    await self._upstream_drained()
+                return
 
     async def _act(
         self,
@@ -277,6 +292,12 @@ class Connection:
                 nursery.start_soon(self._timer, action.name, action.token, scope)
             elif kind is CancelTimer:
                 self._cancel_timer(action.name)
+
+    async def _upstream_drained(self) -> None:
+        """Wait until the upstream writer has sent everything queued (the client reader bounds the wait)."""
+        if self._upstream_queued and self.upstream is not None:
+            self._upstream_idle = trio.Event()
+            await self._upstream_idle.wait()
 
     def _write_client_now(self, frame: str | bytes) -> bool:
         """Write to the client now if nothing is queued for it; False: queue it."""
@@ -401,6 +422,8 @@ class Connection:
                 self._teardown_close = (1011, "upstream stalled")
                 return
             self._upstream_queued -= 1
+            if not self._upstream_queued and self._upstream_idle is not None:
+                self._upstream_idle.set()
 
     async def _upstream_reader(self, inbound: trio.MemorySendChannel) -> None:
         upstream = self.upstream

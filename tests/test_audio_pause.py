@@ -114,3 +114,27 @@ async def test_200_ms_then_a_pause_delivers_all_200_ms_and_resuming_shifts_nothi
             received = await upstream.wait_audio(9600 + 4800)
     # No sample of the first burst repeated or moved: each burst as a stream of its own.
     assert received == expected_upstream(rate, first, second)
+
+
+async def test_the_tail_goes_upstream_when_the_client_closes(proxy, fake):
+    """P5.9 at the end of the connection: 100 ms sent, then the client leaves before any pause is seen."""
+    fake.responder = None
+    burst = noise(16000, 0.1)
+    with trio.fail_after(5):
+        async with proxy.session(fake, settings_at(16000)) as (client, upstream):
+            await client.send_audio(burst)  # one 100 ms frame: its pause would come 200 ms later
+            await upstream.wait_audio(1)  # the part the resampler let through at once
+        assert await upstream.wait_closed() == 1000  # P2.5
+    assert bytes(upstream.audio) == expected_upstream(16000, burst)  # all of it: 4800 bytes
+
+
+def test_client_closed_flushes_the_tail_and_a_closed_session_sends_nothing():
+    from proxy.translate.events import ClientClosed
+
+    harness = Harness()
+    harness.ready(settings_at(44100))
+    harness.audio(noise(44100, 0.05))
+    harness.take(harness.session.handle(ClientClosed(), harness.now))
+    assert len(upstream_audio(harness)) == 2400  # 50 ms at 24 kHz
+    harness.upstream.clear()
+    assert harness.session.handle(ClientClosed(), harness.now) == []  # nothing left: nothing to wait for

@@ -34,6 +34,7 @@ from .calls import FUNCTION_CALL_TIMER, FunctionCalls
 from .captions import Captions
 from .events import (
     ClientAudio,
+    ClientClosed,
     ClientText,
     Event,
     GoingAway,
@@ -261,6 +262,9 @@ class Session:
         elif event.name.startswith(ITEM_ACK_TIMER):
             if self.messages.deadline(event.name):
                 self._request(ResponseRequest(USER))
+
+    def _client_closed(self, event: ClientClosed, now: float) -> None:
+        self._flush_input_audio()  # P5.9: the end of what the user said still goes upstream
 
     def _going_away(self, event: GoingAway, now: float) -> None:
         self._close(1001, "server shutting down")  # P2.6
@@ -532,6 +536,7 @@ _EVENT_HANDLERS: dict[type, Callable[[Session, Any, float], None]] = {
     UpstreamFailed: Session._upstream_failed,
     TimerFired: Session._timer_fired,
     GoingAway: Session._going_away,
+    ClientClosed: Session._client_closed,
 }
 
 _UPSTREAM_HANDLERS: dict[str, tuple[type | None, Any]] = {

@@ -233,15 +233,24 @@ class InboundStream:
         self.holds_audio = type(self._converter) is PcmResampler
         # True from the first frame after a flush until the next flush.
         self.pending = False
-        self.pause_deadline = 0.0
-        self._seconds_per_byte = 1 / (2 * fmt.sample_rate)
+        self._bytes_per_s = 2 * fmt.sample_rate
+        # The last frame: when it came and how long it was. Two stores per
+        # frame; the deadline is worked out only when a timer asks.
+        self._last_at = 0.0
+        self._last_size = 0
 
     def feed(self, data: bytes, now: float = 0.0) -> bytes:
         """Convert one client frame that arrived at `now` (Trio clock)."""
         if self.holds_audio:
             self.pending = True
-            self.pause_deadline = now + len(data) * self._seconds_per_byte + AUDIO_PAUSE_S
+            self._last_at = now
+            self._last_size = len(data)
         return self._converter.feed(data)
+
+    @property
+    def pause_deadline(self) -> float:
+        """When the audio counts as paused if no frame comes before (AUDIO_PAUSE_S)."""
+        return self._last_at + self._last_size / self._bytes_per_s + AUDIO_PAUSE_S
 
     def paused(self, now: float) -> bool:
         """True when the audio has paused with a tail held back: time to `flush`."""

@@ -294,15 +294,20 @@ class Session:
     def _append_audio(self, data: bytes, now: float) -> None:
         stream = self._audio_in
         assert stream is not None
-        self._send_audio(stream.feed(data, now))
-        if stream.pending and not self.out.timers.armed(AUDIO_PAUSE_TIMER):
-            # P5.9: one timer per burst, which re-arms itself from its own
-            # firing while audio keeps coming (about every 120 ms for 20 ms
-            # frames) instead of one per frame.
+        # P5.9: one pause timer per burst of audio (armed by its first frame),
+        # which re-arms itself from its own firing while audio keeps coming
+        # (about every 120 ms for 20 ms frames), rather than one per frame.
+        burst_starts = stream.holds_audio and not stream.pending
+        audio = stream.feed(data, now)
+        # P1.3: split anything that would exceed the per-append limit.
+        for start in range(0, len(audio), MAX_APPEND_AUDIO_BYTES):
+            self.out.upstream(
+                oa.InputAudioBufferAppend(event_id=self.out.new_id("e"), audio=audio[start : start + MAX_APPEND_AUDIO_BYTES])
+            )
+        if burst_starts:
             self.out.start_timer(AUDIO_PAUSE_TIMER, stream.pause_deadline)
 
     def _send_audio(self, audio: bytes) -> None:
-        # P1.3: split anything that would exceed the per-append limit.
         for start in range(0, len(audio), MAX_APPEND_AUDIO_BYTES):
             self.out.upstream(
                 oa.InputAudioBufferAppend(event_id=self.out.new_id("e"), audio=audio[start : start + MAX_APPEND_AUDIO_BYTES])

@@ -63,3 +63,28 @@ def test_open_items_and_text_are_bounded():
     assert captions.interim("long", "more") is None  # nothing new to show
     captions.forget("long")
     assert "long" not in captions._items
+
+
+def test_the_final_caption_follows_the_user_text_and_precedes_the_reply_it_releases():
+    """Issue 14: final Results right after the user's ConversationText, even when that
+    ConversationText releases an assistant reply held for the live API's order."""
+    from .session_harness import Harness
+
+    harness = Harness()
+    harness.ready()
+    harness.up("input_audio_buffer.speech_started", audio_start_ms=0, item_id="item_u")
+    harness.up("input_audio_buffer.speech_stopped", audio_end_ms=900, item_id="item_u")
+    harness.up("input_audio_buffer.committed", item_id="item_u", previous_item_id=None)
+    harness.created("resp_1")
+    harness.up("response.output_audio_transcript.done", response_id="resp_1", item_id="item_a", output_index=0,
+               content_index=0, transcript="Sure.")
+    harness.done("resp_1")
+    harness.up("conversation.item.input_audio_transcription.delta", item_id="item_u", content_index=0, delta="Help")
+    harness.clear()
+    harness.up("conversation.item.input_audio_transcription.completed", item_id="item_u", content_index=0,
+               transcript="Help me.")
+    messages = [m for m in harness.client if isinstance(m, dict)]
+    assert [(m["type"], m.get("role"), m.get("is_final")) for m in messages] == [
+        ("ConversationText", "user", None), ("Results", None, True), ("ConversationText", "assistant", None)]
+    for message in messages:
+        validate_deepgram_server_message(message)

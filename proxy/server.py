@@ -27,10 +27,11 @@ import attrs
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError
 
+from .clientaddr import client_address
 from .config import Config
 from .fastws import FastWebSocket
 from .handshake import decide
-from .metrics import TRANSLATION_SAMPLE_EVERY, Metrics
+from .counters import TRANSLATION_SAMPLE_EVERY, Metrics
 from .protocol.deepgram import Error as ErrorMessage
 from .protocol.wire import encode_client, encode_upstream
 from .translate import (
@@ -52,7 +53,7 @@ from .translate import (
     UpstreamText,
 )
 from .translate.events import ClientClosed
-from .workers import open_shared_listeners
+from .listeners import open_shared_listeners
 from .upstream import connect_failure, error_chain, open_upstream
 from .wsopen import FastRequest, listener_port, serve_fast
 
@@ -494,9 +495,16 @@ class ProxyServer:
                     )
                 )
                 self.port = listener_port(listeners[0])
-                scheme = "wss" if ssl_context else "ws"
-                log.info(f"listening on {scheme}://{config.host}:{self.port}{config.path}")
-                task_status.started(self)
+                task_status.started(self)  # "listening on" is logged once the admin port is bound too
+
+    def not_ready_reason(self) -> str | None:
+        """Why a new client would be refused now, or None; what /readyz and openai_proxy_accepting say."""
+        if not self.accepting or self.port is None:
+            return "not accepting connections"
+        limit = self.config.max_connections
+        if limit and len(self.connections) >= limit:
+            return "at max connections"
+        return None
 
     async def shutdown(self) -> None:
         """P2.6: stop accepting, give sessions the grace, then close them with 1001."""
@@ -537,21 +545,27 @@ class ProxyServer:
             decision = attrs.evolve(decision, status=503, reason="shutting down")
         if decision.status is None and config.max_connections and len(self.connections) >= config.max_connections:
             decision = attrs.evolve(decision, status=503, reason="too many connections")
+        address = client_address(request.peer, request.headers, config.trusted_proxies)
         if decision.status is not None:
-            log.info("handshake rejected", extra={"status": decision.status, "reason": decision.reason})
+            log.info(
+                "handshake rejected", extra={"status": decision.status, "reason": decision.reason, "client_address": address}
+            )
             self.metrics.connection_ended("rejected", decision.status)
             await request.reject(decision.status, body=decision.reason.encode())
             return
         client = await request.accept(subprotocol=decision.subprotocol)
         connection_id = str(uuid.uuid4())
         connection_log = ConnectionLog(
-            log, {"connection_id": connection_id, "trace_id": decision.trace_id or connection_id}
+            log,
+            {"connection_id": connection_id, "trace_id": decision.trace_id or connection_id, "client_address": address},
         )
         connection = Connection(config, client, connection_id, connection_log, metrics=self.metrics)
         if not self.connections:
             self._all_closed = trio.Event()
         self.connections.add(connection)
         connection_log.info("client connected", extra={"direction": "client"})
+        if decision.trace_id_refused:  # P2.8: say why the records carry the connection id instead
+            connection_log.warning("client traceId not used", extra={"reason": decision.trace_id_refused})
         try:
             await connection.run()
         finally:

@@ -74,6 +74,7 @@ class Config:
     max_renewals: int = 3
     renewal_window_s: float = 600.0
     renewal_history_items: int = 200
+    captions: bool = True  # live captions: listen Results beside ConversationText (P6 extra)
 
     @property
     def listen_url(self) -> str:
@@ -278,6 +279,7 @@ SETTINGS: tuple[_Setting, ...] = (
         _int,
         "conversation entries kept for replay at a renewal (oldest dropped first)",
     ),
+    _setting("captions", "OPENAI_PROXY_CAPTIONS", _switch, "1|0: live captions as listen Results (default 1)"),
 )
 
 

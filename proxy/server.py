@@ -53,6 +53,7 @@ from .translate import (
     UpstreamFailed,
     UpstreamText,
 )
+from .translate.events import ClientClosed
 from .listeners import open_shared_listeners
 from .upstream import connect_failure, error_chain, open_upstream
 from .wsopen import FastRequest, listener_port, serve_fast
@@ -70,6 +71,10 @@ CLOSE_TIMEOUT_S = 1.0
 # 1008 (CLIENT_STALLED), a stalled upstream is 1011 for the client
 # (UPSTREAM_STALLED). Generous: a live peer drains 20 ms frames long before.
 STALLED_PEER_TIMEOUT_S = 10.0
+# When the client leaves, what the session still sends upstream (the input
+# resampler's tail, P5.9) may take this long to go out before the connection
+# is torn down; well inside P2.5's one second.
+CLIENT_GONE_DRAIN_S = 0.25
 # A client must finish its opening handshake (TLS included) within this; a
 # stranger that connects and stalls, or speaks plain HTTP to a TLS port, holds
 # a socket that long, not trio-websocket's default of 60 s.
@@ -111,6 +116,7 @@ class Connection:
     _upstream_frames: Any = None
     _client_queued: int = 0
     _upstream_queued: int = 0
+    _upstream_idle: trio.Event | None = None  # set when the upstream queue empties, while someone waits
     _frame_debug: bool = False  # frame-level log records only at debug
     _timers: dict[str, trio.CancelScope] = attrs.Factory(dict)
     # Session renewal (README "Session renewal"): each upstream the connection
@@ -186,6 +192,11 @@ class Connection:
                     "client closed",
                     extra={"client_close_code": reason.code if reason else None, "direction": "client"},
                 )
+                # The translator ends the connection once it has sent what it
+                # held; bounded in case it cannot.
+                with trio.move_on_after(CLIENT_GONE_DRAIN_S):
+                    await inbound.send(ClientClosed())
+                    await trio.sleep_forever()
                 return
             metrics.frames_client_to_proxy += 1
             metrics.bytes_client_to_proxy += len(message)
@@ -238,6 +249,10 @@ class Connection:
             if started:
                 metrics.translated(item.NAME, perf_counter_ns() - started)
             await self._act(actions, to_client, to_upstream, nursery)
+            if type(item) is ClientClosed:
+                if actions:
+                    await self._upstream_drained()
+                return
 
     async def _act(
         self,
@@ -296,6 +311,12 @@ class Connection:
                 self.metrics.upstream_renewals[action.cause] += 1
                 self._upstream_queued += 1
                 await to_upstream.send(action)
+
+    async def _upstream_drained(self) -> None:
+        """Wait until the upstream writer has sent everything queued (the client reader bounds the wait)."""
+        if self._upstream_queued and self.upstream is not None:
+            self._upstream_idle = trio.Event()
+            await self._upstream_idle.wait()
 
     def _write_client_now(self, frame: str | bytes) -> bool:
         """Write to the client now if nothing is queued for it; False: queue it."""
@@ -385,11 +406,11 @@ class Connection:
                 # The marker's generation is the translator's at the time it
                 # was queued; a later marker already counted supersedes it.
                 connected = await self._connect_upstream(nursery, inbound, self._generation)
-                self._upstream_queued -= 1
+                self._upstream_sent()
                 continue
             upstream = self.upstream
             if not connected or upstream is None:
-                self._upstream_queued -= 1  # no upstream to take it: the session knows (UPSTREAM_FAILED/CLOSED)
+                self._upstream_sent()  # no upstream to take it: the session knows (UPSTREAM_FAILED/CLOSED)
                 continue
             try:
                 with trio.move_on_after(STALLED_PEER_TIMEOUT_S) as stall:
@@ -410,7 +431,13 @@ class Connection:
                 )
                 self._teardown_close = (1011, "upstream stalled")
                 return
-            self._upstream_queued -= 1
+            self._upstream_sent()
+
+    def _upstream_sent(self) -> None:
+        """One queued frame (or marker) is off the upstream queue; wake a drain waiting for empty."""
+        self._upstream_queued -= 1
+        if not self._upstream_queued and self._upstream_idle is not None:
+            self._upstream_idle.set()
 
     async def _connect_upstream(self, nursery: trio.Nursery, inbound: trio.MemorySendChannel, generation: int) -> bool:
         """Open an upstream and start its reader; False (and UPSTREAM_FAILED told) if it cannot be had."""

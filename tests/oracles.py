@@ -11,6 +11,7 @@ from typing import Any
 
 import pydantic
 from deepgram.agent.v1 import types as dgt
+from deepgram.listen.v1.types import ListenV1Results
 from openai.types.realtime import RealtimeClientEvent
 
 _client_event = pydantic.TypeAdapter(RealtimeClientEvent)
@@ -31,6 +32,9 @@ _DEEPGRAM_SERVER_MESSAGES: dict[str, type[pydantic.BaseModel]] = {
     "ThinkUpdated": dgt.AgentV1ThinkUpdated,
     "InjectionRefused": dgt.AgentV1InjectionRefused,
     "FunctionCallCancelled": dgt.AgentV1FunctionCallCancelled,
+    # Compatibility extra (P6, live captions): not an agent message but the
+    # listen API's transcript, checked against that API's own model.
+    "Results": ListenV1Results,
 }
 
 
@@ -59,7 +63,7 @@ def validate_openai_client_event(event: dict[str, Any]) -> None:
 
 
 def validate_deepgram_server_message(message: dict[str, Any]) -> None:
-    """P1.4: a Deepgram agent V1 server message, or the UtteranceEnd extra of P6."""
+    """P1.4: a Deepgram agent V1 server message, or a compatibility extra of P6 (UtteranceEnd, Results)."""
     message_type = message.get("type")
     if message_type == "UtteranceEnd":
         if set(message) != {"type", "channel", "last_word_end"} or message["channel"] != [0, 1]:

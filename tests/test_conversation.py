@@ -73,8 +73,9 @@ async def test_scripted_conversation(proxy_factory, fake):
             call_ids = await upstream.play_function_calls(
                 [("find_shoes", '{"kind":"running"}'), ("check_stock", '{"size":42}')])
             await client.next("AgentAudioDone")
-            assert since(client, mark) == ["UserStartedSpeaking", "UtteranceEnd", "ConversationText", "AgentThinking",
-                                           "FunctionCallRequest", "FunctionCallRequest", "AgentAudioDone"]
+            assert since(client, mark) == ["UserStartedSpeaking", "UtteranceEnd", "ConversationText", "Results",
+                                           "AgentThinking", "FunctionCallRequest", "FunctionCallRequest",
+                                           "AgentAudioDone"]
             requests = [await client.next("FunctionCallRequest") for _ in range(2)]
             assert [r["functions"][0]["id"] for r in requests] == call_ids
             await client.send({"type": "FunctionCallResponse", "id": call_ids[1], "name": "check_stock", "content": "3 pairs"})

@@ -272,7 +272,6 @@ def test_p3_6_held_inject_user_message_echoed_on_release_not_before():
 # ------------------------------------------------------------------- P3.7
 
 INVALID_SETTINGS_CASES = {
-    "missing audio": (settings_with(audio=None), "audio"),
     "sample_rate as a string": (settings_with(audio__input__sample_rate="16000"), "audio.input.sample_rate"),
     "sample_rate as a boolean": (settings_with(audio__input__sample_rate=True), "audio.input.sample_rate"),
     "unsupported input encoding": (settings_with(audio__input__encoding="opus"), "audio.input.encoding"),
@@ -480,6 +479,15 @@ def _response_created(driver: Driver, response_id: str = "resp_1") -> None:
     driver.up("response.created", response={"id": response_id, "status": "in_progress"})
 
 
+def _caption(transcript: str, *, final: bool) -> dict[str, Any]:
+    """Issue 14: the listen `Results` a user transcript also becomes (captions on by default)."""
+    from proxy.translate.captions import Captions
+
+    captions = Captions(CONNECTION_ID, SessionOptions().transcription_model)
+    results = captions.final("i", transcript) if final else captions.interim("i", transcript)
+    return json.loads(encode_client(results))
+
+
 P6_ROWS = {
     "response.created -> AgentThinking": (
         [],
@@ -522,11 +530,16 @@ P6_ROWS = {
         ("input_audio_buffer.speech_stopped", {"audio_end_ms": 2250, "item_id": "item_2"}),
         [{"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": 2.25}],
     ),
-    "input transcription completed -> user ConversationText": (
+    "input transcription completed -> user ConversationText, then the final caption": (
         [],
         ("conversation.item.input_audio_transcription.completed",
          {"item_id": "item_2", "content_index": 0, "transcript": "book a table"}),
-        [{"type": "ConversationText", "role": "user", "content": "book a table"}],
+        [{"type": "ConversationText", "role": "user", "content": "book a table"}, _caption("book a table", final=True)],
+    ),
+    "input transcription delta -> interim caption (compatibility extra)": (
+        [],
+        ("conversation.item.input_audio_transcription.delta", {"item_id": "item_2", "content_index": 0, "delta": "book"}),
+        [_caption("book", final=False)],
     ),
     "error with code -> Error with that code": (
         [],

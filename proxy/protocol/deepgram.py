@@ -329,6 +329,60 @@ class UtteranceEnd:
     last_word_end: float
 
 
+@frozen
+class ResultsWord:
+    word: str
+    start: float
+    end: float
+    confidence: float
+
+
+@frozen
+class ResultsAlternative:
+    transcript: str
+    confidence: float
+    # OpenAI's transcription events carry no word timings, so the proxy sends
+    # none; the listen schema requires the list, empty is valid.
+    words: tuple[ResultsWord, ...] = ()
+
+
+@frozen
+class ResultsChannel:
+    alternatives: tuple[ResultsAlternative, ...]
+
+
+@frozen
+class ModelInfo:
+    name: str
+    version: str
+    arch: str
+
+
+@frozen
+class ResultsMetadata:
+    request_id: str
+    model_info: ModelInfo
+    model_uuid: str
+
+
+@frozen
+class Results:
+    """Compatibility extra (P6): Deepgram's listen-API transcript, for live captions.
+
+    Not an agent V1 message; shaped as the listen API's `Results` (deepgram-sdk
+    `ListenV1Results`), which is what browser components read interim captions from.
+    """
+
+    TYPE: ClassVar[str] = "Results"
+    channel_index: tuple[int, int]
+    duration: float
+    start: float
+    is_final: bool
+    speech_final: bool
+    channel: ResultsChannel
+    metadata: ResultsMetadata
+
+
 ServerMessage = (
     Welcome
     | SettingsApplied
@@ -346,4 +400,5 @@ ServerMessage = (
     | ThinkUpdated
     | InjectionRefused
     | UtteranceEnd
+    | Results
 )

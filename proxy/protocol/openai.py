@@ -223,6 +223,12 @@ class TranscriptionFailed:
 
 
 @frozen
+class TranscriptionDelta:
+    item_id: str
+    delta: str | None = None
+
+
+@frozen
 class ItemRef:
     id: str | None = None
     type: str | None = None

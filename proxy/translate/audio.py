@@ -120,7 +120,13 @@ class PcmResampler:
     def feed(self, data: bytes) -> bytes:
         """Resample `data`; returns what the filter can already give (maybe b"")."""
         if self._ended:
-            # Audio after flush() starts a new stream rather than failing.
+            # Audio after flush() starts a new stream: libsoxr takes no input
+            # after the end of a stream, and that end is what pushed the tail
+            # out. The new stream begins, as the first did, from silence at
+            # its first sample, which is where the client's audio resumed
+            # after its pause. Feeding silence through the old stream instead
+            # would keep it going but put that silence into the audio (or
+            # need its output cut back out at a sub-sample offset).
             self._stream.clear()
             self._ended = False
         if self._odd_byte:
@@ -196,18 +202,63 @@ def _converter(fmt: AudioFormat, in_rate: int, out_rate: int) -> PcmResampler | 
     return PcmResampler(in_rate, out_rate)
 
 
+# P5.9: libsoxr (HQ) gives its output in blocks of about 30 ms and holds up to
+# about 37 ms of input back, so when the client's audio stops (mic muted,
+# push-to-talk released, a tab that stops capturing) the end of what the user
+# said would stay in the filter for good. The client's audio counts as paused
+# once no frame has come for this long past the moment the last one's audio
+# ran out (a client sends a frame of d seconds about every d seconds, so 20 ms
+# frames pause after 120 ms, 250 ms chunks after 350 ms); then the session
+# flushes the tail. Long enough that network jitter does not cut a live stream
+# into pieces, short next to the 200 ms or more that server VAD waits in
+# silence before it ends a turn, so the tail is upstream before the turn ends.
+AUDIO_PAUSE_S = 0.1
+
+
 class InboundStream:
-    """Client microphone audio -> upstream format, one per connection (P5.9)."""
+    """Client microphone audio -> upstream format, one per connection (P5.9).
+
+    Only a resampler holds audio back (`holds_audio`); for it the stream keeps
+    when the client's audio will count as paused (`pause_deadline`), so the
+    session can arm one timer per burst instead of one per frame. A flush ends
+    the resampler's stream; audio after it starts a new one (see
+    `PcmResampler.feed`): no state of the old stream reaches the new one, so
+    no sample is duplicated, and each stream's output is exactly its input's
+    length at 24 kHz (rounded to a whole sample), so none is lost or shifted.
+    """
 
     def __init__(self, fmt: AudioFormat) -> None:
         self.format = fmt
         self._converter = _converter(fmt, fmt.sample_rate, UPSTREAM_PCM_RATE)
+        self.holds_audio = type(self._converter) is PcmResampler
+        # True from the first frame after a flush until the next flush.
+        self.pending = False
+        self._bytes_per_s = 2 * fmt.sample_rate
+        # The last frame: when it came and how long it was. Two stores per
+        # frame; the deadline is worked out only when a timer asks.
+        self._last_at = 0.0
+        self._last_size = 0
 
-    def feed(self, data: bytes) -> bytes:
+    def feed(self, data: bytes, now: float = 0.0) -> bytes:
+        """Convert one client frame that arrived at `now` (Trio clock)."""
+        if self.holds_audio:
+            self.pending = True
+            self._last_at = now
+            self._last_size = len(data)
         return self._converter.feed(data)
 
+    @property
+    def pause_deadline(self) -> float:
+        """When the audio counts as paused if no frame comes before (AUDIO_PAUSE_S)."""
+        return self._last_at + self._last_size / self._bytes_per_s + AUDIO_PAUSE_S
+
+    def paused(self, now: float) -> bool:
+        """True when the audio has paused with a tail held back: time to `flush`."""
+        return self.pending and now >= self.pause_deadline
+
     def flush(self) -> bytes:
-        """End of the client's audio: the resampler's tail (b"" when none)."""
+        """The resampler's tail (b"" when none): at a pause, before a commit, at the end."""
+        self.pending = False
         return self._converter.flush()
 
 

@@ -17,6 +17,11 @@ from .outbox import Outbox
 from .turns import CallRound
 
 FUNCTION_CALL_TIMER = "function_call"
+# Call ids already answered, oldest first: enough to catch a client's second
+# answer to one call (dg_react_agent sends its handler's result, then
+# "Handler completed without sending a response" when the handler returns),
+# bounded so a long conversation cannot grow it.
+MAX_ANSWERED_CALLS = 256
 
 
 class FunctionCalls:
@@ -25,6 +30,7 @@ class FunctionCalls:
         self._log = log
         self._deadline_s = deadline_s
         self._round: CallRound | None = None
+        self._answered: dict[str, None] = {}  # ordered set of call ids
 
     @property
     def asking_response(self) -> str | None:
@@ -48,6 +54,14 @@ class FunctionCalls:
 
     def answered(self, message: dg.FunctionCallResponse, now: float) -> bool:
         """P5.2: forward the output; True when the round is complete."""
+        if message.id in self._answered:
+            # A call's first answer only: a second function_call_output for one
+            # call_id would put two answers in the model's conversation.
+            self._log.warning("second FunctionCallResponse for an answered call dropped", extra={"call_id": message.id})
+            return False
+        self._answered[message.id] = None
+        if len(self._answered) > MAX_ANSWERED_CALLS:
+            del self._answered[next(iter(self._answered))]
         self._out.upstream(
             oa.ConversationItemCreate(
                 event_id=self._out.new_id("e"),

@@ -82,4 +82,17 @@ class GoingAway:
     NAME = "going_away"
 
 
-Event = Opened | ClientText | ClientAudio | UpstreamText | UpstreamClosed | UpstreamFailed | TimerFired | GoingAway
+@attrs.frozen
+class ClientClosed:
+    """The client closed (or its TCP dropped); the connection is ending (P2.5).
+
+    The session's last chance to send upstream what it still holds: the
+    input resampler's tail (P5.9).
+    """
+
+    NAME = "client_closed"
+
+
+Event = (
+    Opened | ClientText | ClientAudio | UpstreamText | UpstreamClosed | UpstreamFailed | TimerFired | GoingAway | ClientClosed
+)

@@ -33,6 +33,8 @@ class SessionOptions:
     max_queued_responses: int = 32
     max_queued_updates: int = 32
     max_pending_messages: int = 64
+    # Live captions (OPENAI_PROXY_CAPTIONS): listen Results for the user's words.
+    captions: bool = True
 
     @classmethod
     def from_config(cls, config: Any) -> SessionOptions:

@@ -38,6 +38,7 @@ class Outbox:
         # P1.6: ids are at most 32 characters: "px" + 12 hex + kind + counter.
         self._id_prefix = "px" + connection_id.replace("-", "")[:12]
         self._next_id = 0
+        self._warned: set[str] = set()  # codes of `warning_once`
 
     def new_id(self, kind: str) -> str:
         self._next_id += 1
@@ -78,6 +79,14 @@ class Outbox:
 
     def warning(self, code: str, description: str) -> None:
         self.client(dg.Warning(description=description, code=code))
+
+    def warning_once(self, code: str, description: str) -> None:
+        """A Warning sent at most once per connection for `code` (P4: VOICE_IGNORED); repeats are only logged."""
+        if code in self._warned:
+            self.log.info("warning not repeated", extra={"error_code": code, "detail": description})
+            return
+        self._warned.add(code)
+        self.warning(code, description)
 
     def close(self, code: int, reason: str) -> None:
         if not self.closed:

@@ -38,8 +38,10 @@ from ..redact import Redactor
 from .actions import Action
 from .audio import InboundStream
 from .calls import FUNCTION_CALL_TIMER, FunctionCalls
+from .captions import Captions
 from .events import (
     ClientAudio,
+    ClientClosed,
     ClientText,
     Event,
     GoingAway,
@@ -78,6 +80,9 @@ CANCEL_NOT_ACTIVE_CODE = "response_cancel_not_active"
 # P1.3: one append carries at most 15 MiB of base64, i.e. 15 MiB * 3/4 of
 # audio; kept even so a PCM16 sample is never split across two appends.
 MAX_APPEND_AUDIO_BYTES = (15 * 1024 * 1024 // 4) * 3 // 2 * 2
+
+# P5.9: armed while the input resampler may hold a tail (audio.AUDIO_PAUSE_S).
+AUDIO_PAUSE_TIMER = "audio_pause"
 
 
 class Session:
@@ -127,6 +132,7 @@ class Session:
         self._user_speaking = False
         self._speech_stopped_at: float | None = None
         self._unknown_types: set[str] = set()
+        self.captions = Captions(connection_id, options.transcription_model) if options.captions else None
 
     @property
     def ready(self) -> bool:
@@ -198,7 +204,7 @@ class Session:
         if not self.setup.ready:
             self.setup.hold(event.data, len(event.data))
         else:
-            self._append_audio(event.data)
+            self._append_audio(event.data, now)
 
     def _upstream_text(self, event: UpstreamText, now: float) -> None:
         """One upstream server event (P6)."""
@@ -262,7 +268,9 @@ class Session:
         if not self.out.timers.fired(event.name, event.token):
             self.log.debug("stale timer ignored", extra={"timer": event.name})
             return
-        if event.name == UPDATE_TIMER:
+        if event.name == AUDIO_PAUSE_TIMER:
+            self._audio_pause_deadline(now)
+        elif event.name == UPDATE_TIMER:
             self.updates.deadline()
         elif event.name == RESPONSE_TIMER:
             self.responses.deadline()
@@ -285,6 +293,9 @@ class Session:
         elif event.name.startswith(TRANSCRIPT_TIMER):
             self.transcripts.deadline(event.name)
 
+    def _client_closed(self, event: ClientClosed, now: float) -> None:
+        self._flush_input_audio()  # P5.9: the end of what the user said still goes upstream
+
     def _going_away(self, event: GoingAway, now: float) -> None:
         self._close(1001, "server shutting down")  # P2.6
 
@@ -292,7 +303,7 @@ class Session:
 
     def _dispatch(self, message: Any, now: float) -> None:
         if isinstance(message, bytes):
-            self._append_audio(message)
+            self._append_audio(message, now)
         elif isinstance(message, dg.Settings):
             self.out.client(dg.SettingsApplied())  # P3.1: a later Settings sends nothing upstream
         elif isinstance(message, dg.InjectUserMessage):
@@ -315,14 +326,41 @@ class Session:
             self.updates.think(message)
         self._advance(now)
 
-    def _append_audio(self, data: bytes) -> None:
-        assert self._audio_in is not None
-        audio = self._audio_in.feed(data)
+    def _append_audio(self, data: bytes, now: float) -> None:
+        stream = self._audio_in
+        assert stream is not None
+        # P5.9: one pause timer per burst of audio (armed by its first frame),
+        # which re-arms itself from its own firing while audio keeps coming
+        # (about every 120 ms for 20 ms frames), rather than one per frame.
+        burst_starts = stream.holds_audio and not stream.pending
+        audio = stream.feed(data, now)
         # P1.3: split anything that would exceed the per-append limit.
         for start in range(0, len(audio), MAX_APPEND_AUDIO_BYTES):
             self.out.upstream(
                 oa.InputAudioBufferAppend(event_id=self.out.new_id("e"), audio=audio[start : start + MAX_APPEND_AUDIO_BYTES])
             )
+        if burst_starts:
+            self.out.start_timer(AUDIO_PAUSE_TIMER, stream.pause_deadline)
+
+    def _send_audio(self, audio: bytes) -> None:
+        for start in range(0, len(audio), MAX_APPEND_AUDIO_BYTES):
+            self.out.upstream(
+                oa.InputAudioBufferAppend(event_id=self.out.new_id("e"), audio=audio[start : start + MAX_APPEND_AUDIO_BYTES])
+            )
+
+    def _audio_pause_deadline(self, now: float) -> None:
+        stream = self._audio_in
+        if stream is None or not stream.pending:
+            return  # flushed meanwhile
+        if stream.paused(now):
+            self._flush_input_audio()
+        else:
+            self.out.start_timer(AUDIO_PAUSE_TIMER, stream.pause_deadline)
+
+    def _flush_input_audio(self) -> None:
+        """P5.9: send what the input resampler holds: at a pause, before a commit, at the end."""
+        if self._audio_in is not None and self._audio_in.pending:
+            self._send_audio(self._audio_in.flush())
 
     def _inject_agent_message(self, message: dg.InjectAgentMessage, now: float) -> None:
         """P5.3: make the agent say `message`, by behaviour."""
@@ -484,20 +522,33 @@ class Session:
     def _on_speech_started(self, event: oa.SpeechStarted, now: float) -> None:
         self.out.client(dg.UserStartedSpeaking())  # P7: first
         self._user_speaking = True
+        if self.captions is not None:
+            self.captions.speech_started(event.item_id, event.audio_start_ms)
         self.speech.barge_in(self.responses.active, now)
 
     def _on_speech_stopped(self, event: oa.SpeechStopped, now: float) -> None:
         self._user_speaking = False
         self._speech_stopped_at = now
+        if self.captions is not None:
+            self.captions.speech_stopped(event.item_id, event.audio_end_ms)
         self.out.client(dg.UtteranceEnd(channel=(0, 1), last_word_end=event.audio_end_ms / 1000))
 
     def _on_committed(self, event: oa.AudioCommitted, now: float) -> None:
         self.transcripts.committed(event.item_id)
 
     def _on_transcription(self, event: oa.TranscriptionCompleted, now: float) -> None:
-        self.transcripts.transcribed(event.item_id, event.transcript)
+        caption = self.captions.final(event.item_id, event.transcript) if self.captions is not None else None
+        self.transcripts.transcribed(event.item_id, event.transcript, caption)
+
+    def _on_transcription_delta(self, event: oa.TranscriptionDelta, now: float) -> None:
+        if self.captions is not None:
+            interim = self.captions.interim(event.item_id, event.delta)
+            if interim is not None:
+                self.out.client(interim)
 
     def _on_transcription_failed(self, event: oa.TranscriptionFailed, now: float) -> None:
+        if self.captions is not None:
+            self.captions.forget(event.item_id)
         detail = (event.error.message or event.error.code) if event.error is not None else None
         self.transcripts.failed(event.item_id, detail or "no reason given")
 
@@ -695,6 +746,7 @@ _EVENT_HANDLERS: dict[type, Callable[[Session, Any, float], None]] = {
     UpstreamFailed: Session._upstream_failed,
     TimerFired: Session._timer_fired,
     GoingAway: Session._going_away,
+    ClientClosed: Session._client_closed,
 }
 
 _UPSTREAM_HANDLERS: dict[str, tuple[type | None, Any]] = {
@@ -708,6 +760,7 @@ _UPSTREAM_HANDLERS: dict[str, tuple[type | None, Any]] = {
     "response.output_audio.done": (oa.OutputAudioDone, Session._on_audio_done),
     "response.output_audio_transcript.done": (oa.TranscriptDone, Session._on_transcript_done),
     "response.output_text.done": (oa.TextDone, Session._on_text_done),
+    "conversation.item.input_audio_transcription.delta": (oa.TranscriptionDelta, Session._on_transcription_delta),
     "response.function_call_arguments.done": (oa.FunctionCallArgumentsDone, Session._on_function_call),
     "response.done": (oa.ResponseEvent, Session._on_response_done),
     "input_audio_buffer.speech_started": (oa.SpeechStarted, Session._on_speech_started),

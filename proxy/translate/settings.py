@@ -12,6 +12,11 @@ from ..protocol import deepgram as dg
 # P4 voice row: the voices a Realtime session accepts by name.
 REALTIME_VOICES = frozenset({"alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"})
 
+# P3.7: what a Settings without `audio`, or whose `audio` lacks `input` or
+# `output`, gets for the missing side: linear16 at 24000 Hz, the default
+# deepgram-sdk documents for an omitted input and what OpenAI speaks natively
+# (no resampler). Node-proxy clients, text-only ones above all, send such
+# Settings; the Node CLI sends `{"type":"Settings","agent":{"think":{"prompt":""}}}`.
 DEFAULT_OUTPUT = AudioFormat("linear16", 24000)
 DEFAULT_INPUT = AudioFormat("linear16", 24000)
 
@@ -83,15 +88,14 @@ def _transcription_language(agent: dg.Agent) -> str | None:
 
 def plan_session(settings: dg.Settings, *, turn_detection: str, transcription_model: str) -> SessionPlan:
     """Check `settings` (P3.7) and build the session.update payload (P4)."""
-    if settings.audio is None:
-        raise InvalidSettings("audio is required (audio.input and audio.output)")
+    audio = settings.audio or dg.SettingsAudio()  # P3.7: a missing side is DEFAULT_INPUT / DEFAULT_OUTPUT
     try:
         input_format = (
-            check_format(settings.audio.input.encoding, settings.audio.input.sample_rate, "audio.input")
-            if settings.audio.input is not None
+            check_format(audio.input.encoding, audio.input.sample_rate, "audio.input")
+            if audio.input is not None
             else DEFAULT_INPUT
         )
-        output = settings.audio.output
+        output = audio.output
         if output is None:
             output_format = DEFAULT_OUTPUT
         else:

@@ -62,7 +62,7 @@ class Setup:
             return
         self.plan = plan
         if plan.voice_ignored:
-            self._out.warning("VOICE_IGNORED", plan.voice_ignored)
+            self._out.warning_once("VOICE_IGNORED", plan.voice_ignored)
         event_id = self._out.new_id("e")
         self._out.upstream(oa.SessionUpdate(event_id=event_id, session=plan.session))
         self._waits.add(SETTINGS, event_id, now)

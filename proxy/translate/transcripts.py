@@ -70,8 +70,13 @@ class TranscriptOrder:
             del self._responses[response_id]  # nothing was held: nothing to release later
             self._release()
 
-    def transcribed(self, item_id: str, transcript: str) -> None:
+    def transcribed(self, item_id: str, transcript: str, caption: dg.Results | None = None) -> None:
         self._out.client(dg.ConversationText(role="user", content=transcript))
+        if caption is not None:
+            # The final live caption goes right after the user's line and
+            # before the replies that line releases: dg_react_agent drops a
+            # final caption equal to the last history line (captions.py).
+            self._out.client(caption)
         self._settled(item_id)
 
     def failed(self, item_id: str, detail: str) -> None:

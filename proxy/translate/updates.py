@@ -58,7 +58,7 @@ class LiveUpdates:
         if voice is None:
             # Nothing the upstream could use: say so, and acknowledge the
             # (unchanged) speak configuration so the client is not left waiting.
-            self._out.warning("VOICE_IGNORED", ignored or "no Realtime voice given")
+            self._out.warning_once("VOICE_IGNORED", ignored or "no Realtime voice given")
             self._out.client(dg.SpeakUpdated())
             return
         self._enqueue(Update(SPEAK, {"audio": {"output": {"voice": voice}}}, voice=voice))

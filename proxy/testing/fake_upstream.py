@@ -3,19 +3,26 @@
 Start it in a nursery, point the proxy's upstream URL at `fake.url`, and
 script the conversation from the test:
 
-    fake = FakeRealtime(api_key="sk-test")
+    fake = FakeRealtime(api_key="sk-test", responder=None)  # None: the test answers
     await nursery.start(fake.serve)
     ...
     upstream = await fake.next_connection()
     create = await upstream.next("response.create")
-    await upstream.play_response(transcript="Hi there", audio=b"\\0" * 1920)
+    await upstream.play_response(transcript="Hi there", audio=b"\\0" * 1920, create=create)
 
 By default it behaves like the real service where a test rarely cares:
 `session.update` is answered by `session.updated`, a created item is
 acknowledged (`conversation.item.added`, then `.done`), a `response.create`
 is answered by `responder` (a spoken reply; set it to None to answer by hand),
 and a second concurrent `response.create` gets the real service's
-`conversation_already_has_active_response` error.
+`conversation_already_has_active_response` error. Leave `responder` on and
+also play a response by hand, and the proxy gets two responses to one request.
+
+With `server_vad=True` it also plays the service's server VAD on the audio it
+is sent (proxy/testing/vad.py), when the session asks for turn detection:
+`speech_started`, `speech_stopped`, the commit, the user item and a
+placeholder transcript, then a response from `responder`; speech during a
+response cancels it, as `interrupt_response` does.
 """
 
 from __future__ import annotations
@@ -26,17 +33,32 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
-Responder = Callable[["FakeConnection", dict[str, Any]], Awaitable[None]]
+from .offline import spoken_placeholder
+from .vad import EnergyVad, SpeechStarted, SpeechStopped
+
+# Called with the `response.create` event, or None for a response the
+# server VAD created by itself (`create_response`).
+Responder = Callable[["FakeConnection", "dict[str, Any] | None"], Awaitable[None]]
 
 DEFAULT_REPLY = "Hello from the fake upstream."
 # 60 ms of quiet PCM16 at 24 kHz, in three 20 ms deltas.
 DEFAULT_AUDIO = b"\x01\x00" * 1440
 
 
-async def speak_reply(connection: FakeConnection, create: dict[str, Any]) -> None:
+@attrs.frozen
+class UserTurn:
+    """A user turn the fake saw: typed (`text`) or spoken (`speech_ms` of audio)."""
+
+    item_id: str
+    text: str | None
+    speech_ms: int | None = None
+
+
+async def speak_reply(connection: FakeConnection, create: dict[str, Any] | None) -> None:
     """The default responder: a spoken reply with `DEFAULT_REPLY` as transcript."""
     await connection.play_response(transcript=DEFAULT_REPLY, audio=DEFAULT_AUDIO, create=create)
 
@@ -53,6 +75,8 @@ class FakeRealtime:
         responder: Responder | None = speak_reply,
         validate: Callable[[dict[str, Any]], None] | None = None,
         host: str = "127.0.0.1",
+        port: int = 0,
+        server_vad: bool = False,
     ) -> None:
         self.api_key = api_key
         self.reject_status = reject_status
@@ -60,6 +84,8 @@ class FakeRealtime:
         self.responder = responder
         self.validate = validate
         self.host = host
+        self.server_vad = server_vad
+        self._bind_port = port  # 0: any free port
         self.port: int | None = None
         self.connections: list[FakeConnection] = []
         self.handshakes = 0
@@ -71,11 +97,11 @@ class FakeRealtime:
         return f"ws://{self.host}:{self.port}/v1/realtime?model=gpt-realtime"
 
     async def serve(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen on an ephemeral loopback port; runs until cancelled."""
+        """Listen on the port given (default: an ephemeral one) on loopback; runs until cancelled."""
         async with trio.open_nursery() as nursery:
             server = await nursery.start(
                 lambda task_status: serve_websocket(
-                    self._handle, self.host, 0, None, max_message_size=64 * 1024 * 1024, task_status=task_status
+                    self._handle, self.host, self._bind_port, None, max_message_size=64 * 1024 * 1024, task_status=task_status
                 )
             )
             self.port = server.port
@@ -117,6 +143,7 @@ class FakeConnection:
         self.headers = headers
         self.path = path
         self.received: list[dict[str, Any]] = []
+        self.sent: list[dict[str, Any]] = []  # every server event, in order (raw frames excepted)
         self.audio = bytearray()  # every input_audio_buffer.append, decoded, in order
         self.session: dict[str, Any] = {"type": "realtime", "instructions": "", "tools": []}
         self.reject_updates = False  # answer session.update with an error instead
@@ -130,6 +157,10 @@ class FakeConnection:
         self._ids = itertools.count(1)
         self._nursery: trio.Nursery | None = None
         self._cancelled: set[str] = set()
+        self.user_turns: list[UserTurn] = []
+        self._vad: EnergyVad | None = None
+        self._speech_item: str | None = None
+        self._last_item: str | None = None  # previous_item_id of the next commit
 
     # ------------------------------------------------------------ test side
 
@@ -159,6 +190,7 @@ class FakeConnection:
     async def send(self, event: dict[str, Any]) -> None:
         """Send one server event; an `event_id` is added when missing."""
         event = {"event_id": f"event_{next(self._ids)}", **event}
+        self.sent.append(event)
         await self.socket.send_message(json.dumps(event))
 
     async def send_raw(self, frame: str | bytes) -> None:
@@ -169,6 +201,9 @@ class FakeConnection:
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_{next(self._ids)}"
+
+    def last_user_turn(self) -> UserTurn | None:
+        return self.user_turns[-1] if self.user_turns else None
 
     async def play_response(
         self,
@@ -193,8 +228,9 @@ class FakeConnection:
         base = {"response_id": response_id, "item_id": item_id, "output_index": 0, "content_index": 0}
         await self.send({"type": "response.output_item.added", "response_id": response_id, "output_index": 0,
                          "item": {"id": item_id, "type": "message", "role": "assistant", "status": "in_progress", "content": []}})
-        part_type = "output_text" if text else "output_audio"
-        await self.send({"type": "response.content_part.added", **base, "part": {"type": part_type}})
+        # The GA events name the part "text"/"audio" (the item's content says output_*).
+        part: dict[str, Any] = {"type": "text", "text": ""} if text else {"type": "audio", "transcript": ""}
+        await self.send({"type": "response.content_part.added", **base, "part": part})
         if text:
             await self.send({"type": "response.output_text.delta", **base, "delta": transcript})
             await self.send({"type": "response.output_text.done", **base, "text": transcript})
@@ -208,9 +244,12 @@ class FakeConnection:
                 await (trio.sleep(interval) if interval else trio.lowlevel.checkpoint())
             await self.send({"type": "response.output_audio.done", **base})
             await self.send({"type": "response.output_audio_transcript.done", **base, "transcript": transcript})
-        await self.send({"type": "response.content_part.done", **base, "part": {"type": part_type}})
+        part = {"type": "text", "text": transcript} if text else {"type": "audio", "transcript": transcript}
+        content = {"type": "output_text", "text": transcript} if text else {"type": "output_audio", "transcript": transcript}
+        await self.send({"type": "response.content_part.done", **base, "part": part})
         await self.send({"type": "response.output_item.done", "response_id": response_id, "output_index": 0,
-                         "item": {"id": item_id, "type": "message", "role": "assistant", "status": "completed"}})
+                         "item": {"id": item_id, "type": "message", "role": "assistant", "status": "completed",
+                                  "content": [content]}})
         await self.end_response(response_id, status=status, error=error)
         return response_id
 
@@ -225,6 +264,7 @@ class FakeConnection:
     async def end_response(self, response_id: str, *, status: str = "completed", error: dict[str, Any] | None = None) -> None:
         if self.active_response == response_id:
             self.active_response = None
+            self._notify()  # a VAD turn may be waiting for the slot
         details: dict[str, Any] | None = None
         if status != "completed":
             details = {"type": status}
@@ -258,6 +298,7 @@ class FakeConnection:
         await self.send({"type": "conversation.item.added", "item": {"id": item_id, "type": "message", "role": "user", "content": []}})
         await self.send({"type": "conversation.item.input_audio_transcription.completed", "item_id": item_id,
                          "content_index": 0, "transcript": transcript, "usage": {"type": "duration", "seconds": 1.2}})
+        self.user_turns.append(UserTurn(item_id, transcript))
         return item_id
 
     # ------------------------------------------------------- service side
@@ -298,8 +339,10 @@ class FakeConnection:
     async def _respond(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "input_audio_buffer.append":
-            self.audio += base64.b64decode(event["audio"])
+            pcm = base64.b64decode(event["audio"])
+            self.audio += pcm
             self._notify()
+            await self._detect_speech(pcm)
         elif kind == "session.update":
             if self.ignore_updates:
                 return
@@ -313,6 +356,9 @@ class FakeConnection:
         elif kind == "conversation.item.create" and self.acknowledge_items:
             item = dict(event.get("item", {}))
             item.setdefault("id", self.new_id("item"))
+            if item.get("role") == "user":
+                typed = [part.get("text") for part in item.get("content", []) if part.get("type") == "input_text"]
+                self.user_turns.append(UserTurn(item["id"], " ".join(t for t in typed if t)))
             await self.send({"type": "conversation.item.added", "item": item})
             await self.send({"type": "conversation.item.done", "item": item})
         elif kind == "conversation.item.truncate":
@@ -331,7 +377,71 @@ class FakeConnection:
                 # Claim the slot now so a second response.create sees it taken.
                 self.active_response = "pending"
                 assert self._nursery is not None
-                self._nursery.start_soon(self.server.responder, self, event)
+                self._nursery.start_soon(self._run_responder, event)
+
+    # -------------------------------------------------- server VAD (opt-in)
+
+    def _turn_detection(self) -> dict[str, Any] | None:
+        detection = ((self.session.get("audio") or {}).get("input") or {}).get("turn_detection")
+        return detection if isinstance(detection, dict) else None
+
+    async def _detect_speech(self, pcm: bytes) -> None:
+        """The server VAD's events for `pcm`, in the order the service sends them."""
+        detection = self._turn_detection() if self.server.server_vad else None
+        fmt = ((self.session.get("audio") or {}).get("input") or {}).get("format") or {}
+        if detection is None or fmt.get("type", "audio/pcm") != "audio/pcm":
+            return  # no turn detection asked for, or G.711 (the fake only hears PCM16)
+        if self._vad is None:
+            self._vad = EnergyVad(
+                prefix_padding_ms=int(detection.get("prefix_padding_ms", 300)),
+                silence_duration_ms=int(detection.get("silence_duration_ms", 500)),
+            )
+        for found in self._vad.feed(pcm):
+            if isinstance(found, SpeechStarted):
+                self._speech_item = self.new_id("item")
+                await self.send({"type": "input_audio_buffer.speech_started",
+                                 "audio_start_ms": found.audio_start_ms, "item_id": self._speech_item})
+                if self.active_response not in (None, "pending") and detection.get("interrupt_response", True):
+                    self._cancelled.add(self.active_response)
+            elif isinstance(found, SpeechStopped) and self._speech_item is not None:
+                await self._spoken_turn(found, detection)
+
+    async def _spoken_turn(self, stopped: SpeechStopped, detection: dict[str, Any]) -> None:
+        item_id, self._speech_item = self._speech_item, None
+        await self.send({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": stopped.audio_end_ms,
+                         "item_id": item_id})
+        await self.send({"type": "input_audio_buffer.committed", "item_id": item_id,
+                         "previous_item_id": self._last_item})
+        self._last_item = item_id
+        item = {"id": item_id, "type": "message", "role": "user", "status": "completed",
+                "content": [{"type": "input_audio", "transcript": None}]}
+        await self.send({"type": "conversation.item.added", "item": item})
+        await self.send({"type": "conversation.item.done", "item": item})
+        # The fake recognises no words: its transcript says how long the turn was.
+        transcript = spoken_placeholder(stopped.speech_ms)
+        await self.send({"type": "conversation.item.input_audio_transcription.delta", "item_id": item_id,
+                         "content_index": 0, "delta": transcript})
+        await self.send({"type": "conversation.item.input_audio_transcription.completed", "item_id": item_id,
+                         "content_index": 0, "transcript": transcript,
+                         "usage": {"type": "duration", "seconds": round(stopped.speech_ms / 1000, 3)}})
+        self.user_turns.append(UserTurn(item_id, None, stopped.speech_ms))
+        if detection.get("create_response", True) and self.server.responder is not None:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._respond_to_turn)
+
+    async def _respond_to_turn(self) -> None:
+        # One response at a time: an interrupted one ends (cancelled) first.
+        while self.active_response is not None:
+            await self._wait_change()
+        self.active_response = "pending"
+        await self._run_responder(None)
+
+    async def _run_responder(self, create: dict[str, Any] | None) -> None:
+        assert self.server.responder is not None
+        try:
+            await self.server.responder(self, create)
+        except ConnectionClosed:
+            pass  # the proxy went away mid-reply; the connection's run() ends it
 
     def _notify(self) -> None:
         event, self._changed = self._changed, trio.Event()

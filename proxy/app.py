@@ -82,6 +82,10 @@ def _os_error_in(error: BaseException) -> OSError | None:
 
 
 def run(config: Config) -> int:
+    if config.demo:  # issue 13: the offline demo, one process (proxy/demo.py)
+        from .demo import run_demo
+
+        return run_demo(config)
     if config.workers > 1:  # issue 6: N processes share the port (SO_REUSEPORT)
         from .workers import run_workers
 

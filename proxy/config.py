@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -56,6 +57,10 @@ class Config:
     admin_port: int | None = None
     admin_host: str = "127.0.0.1"
     workers: int = 1
+    # Issue 13: the offline demo (an embedded fake upstream, no key, no
+    # network) and the browser playground at `/`.
+    demo: bool = False
+    playground: bool = False
 
     @property
     def listen_url(self) -> str:
@@ -139,6 +144,18 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _switch(name: str) -> Callable[[str], bool]:
+    def parse(raw: str) -> bool:
+        value = raw.strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+
+    return parse
+
+
 def _workers(name: str) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         value = _int(name)(raw)
@@ -155,13 +172,14 @@ class _Setting:
     flag: str
     parse: Callable[[str], Any]
     help: str
+    switch: bool = False  # a bare flag (`--demo`) means 1
 
 
 def _setting(field: str, variable: str, parse_factory: Any, help: str, flag: str | None = None) -> _Setting:
     if flag is None:
         flag = "--" + variable.removeprefix("OPENAI_PROXY_").lower().replace("_", "-")
     parse = parse_factory(variable) if parse_factory not in (_csv, _text) else parse_factory
-    return _Setting(field, variable, flag, parse, help)
+    return _Setting(field, variable, flag, parse, help, switch=parse_factory is _switch)
 
 
 SETTINGS: tuple[_Setting, ...] = (
@@ -195,6 +213,8 @@ SETTINGS: tuple[_Setting, ...] = (
     _setting("admin_host", "OPENAI_PROXY_ADMIN_HOST", _text, "health and metrics address"),
     _setting("workers", "OPENAI_PROXY_WORKERS", _workers, "processes sharing the port (0 = one per core)"),
     _setting("log_format", "OPENAI_PROXY_LOG_FORMAT", lambda n: _choice(n, LOG_FORMATS), "json|text"),
+    _setting("demo", "OPENAI_PROXY_DEMO", _switch, "offline demo: a built-in fake upstream, no key, no network"),
+    _setting("playground", "OPENAI_PROXY_PLAYGROUND", _switch, "serve the browser playground at / (on in the demo)"),
 )
 
 
@@ -206,7 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--env-file", default=None, help="read variables from this file (default: ./.env if present)")
     parser.add_argument("--log-level", default=None, help="debug|info|warning|error (LOG_LEVEL)")
     for setting in SETTINGS:
-        parser.add_argument(setting.flag, dest=setting.field, default=None, help=f"{setting.help} ({setting.variable})")
+        extra: dict[str, Any] = {"nargs": "?", "const": "1"} if setting.switch else {}
+        parser.add_argument(
+            setting.flag, dest=setting.field, default=None, help=f"{setting.help} ({setting.variable})", **extra
+        )
     return parser
 
 
@@ -243,6 +266,13 @@ def load_config(
     values["log_level"] = _choice("LOG_LEVEL", LOG_LEVELS)(log_level)
 
     api_key = merged.get("OPENAI_API_KEY", "").strip()
+    if values.get("demo"):
+        # The demo never reaches OpenAI: a real key is not needed, and not
+        # used even when set; this throwaway one only opens the embedded fake.
+        api_key = "sk-offline-demo-" + secrets.token_hex(16)
+        values.setdefault("playground", True)
+        if values.get("workers", 1) > 1:
+            raise ConfigError("OPENAI_PROXY_DEMO runs one process; unset OPENAI_PROXY_WORKERS (or set it to 1)")
     if not api_key:
         raise ConfigError("OPENAI_API_KEY is not set (environment or .env); the proxy cannot reach OpenAI without it")
     if any(ch.isspace() for ch in api_key):

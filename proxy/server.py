@@ -433,6 +433,15 @@ class Connection:
                 self.log.warning("dropped binary frame from upstream", extra={"direction": "upstream"})  # P6.3
 
 
+def _playground(config: Config) -> Any:
+    """Issue 13: plain GETs of the playground page are answered on the listener when it is on."""
+    if not config.playground:
+        return None
+    from .playground import responder
+
+    return responder(config)
+
+
 @attrs.define
 class ProxyServer:
     """The listener: decides handshakes and runs one `Connection` per client."""
@@ -474,11 +483,14 @@ class ProxyServer:
                         handler_nursery=handlers,
                         max_message_size=config.max_frame_bytes,  # P5.11: bigger closes with 1009
                         connect_timeout=HANDSHAKE_TIMEOUT_S,
+                        plain_http=_playground(config),
                     )
                 )
                 self.port = listener_port(listeners[0])
                 scheme = "wss" if ssl_context else "ws"
                 log.info(f"listening on {scheme}://{config.host}:{self.port}{config.path}")
+                if config.playground:
+                    log.info(f"playground on {'https' if ssl_context else 'http'}://{config.host}:{self.port}/")
                 task_status.started(self)
 
     async def shutdown(self) -> None:

@@ -61,7 +61,7 @@ def test_synthesized_reply_is_short_pcm16_and_audible():
     audio = offline.synthesize("word " * 200)
     samples = np.frombuffer(audio, dtype="<i2")
     assert len(audio) % 2 == 0
-    assert 0.5 < len(samples) / RATE < 8.0  # capped, whatever the text
+    assert 0.5 < len(samples) / RATE < 4.5  # capped, whatever the text
     assert np.sqrt(np.mean((samples / 32768.0) ** 2)) > 0.02
     assert offline.synthesize("Hello there") == offline.synthesize("Hello there")  # no randomness
 

@@ -25,7 +25,7 @@ RATE = 24000
 DELTA_BYTES = 2 * RATE // 10
 DELTA_INTERVAL_S = 0.02
 # A reply is short whatever it says: a demo, not an audiobook.
-MAX_SYLLABLES = 24
+MAX_SYLLABLES = 12
 ECHO_CHARS = 80
 
 NOTICE = "This is the offline demo, so nothing is understood; set OPENAI_API_KEY for a real conversation."

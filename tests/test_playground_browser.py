@@ -35,14 +35,19 @@ MIC_RATE = 48000
 
 
 def fake_microphone(path: Path) -> Path:
-    """Half a second of quiet, about 1.5 s of 'speech' (the offline agent's own voice), then quiet."""
+    """A second of quiet, about 1.5 s of 'speech' (the offline agent's own voice), then quiet.
+
+    The file starts when the page opens the microphone, and the page sends
+    nothing before SettingsApplied: the lead keeps the speech after that.
+    """
     speech = np.frombuffer(synthesize("hello there this is a spoken turn", rate=MIC_RATE), dtype="<i2")
     quiet = np.zeros(MIC_RATE // 2, dtype="<i2")
+    lead = np.zeros(MIC_RATE, dtype="<i2")
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(MIC_RATE)
-        out.writeframes(np.concatenate([quiet, speech, quiet, quiet, quiet, quiet]).tobytes())
+        out.writeframes(np.concatenate([lead, speech, quiet, quiet, quiet, quiet]).tobytes())
     return path
 
 

@@ -29,7 +29,7 @@ DEMO_NOTICE = (
 
 async def serve_demo(config: Config, notifier: Notifier | None = None) -> int:
     """Serve the proxy in front of an embedded fake upstream until SIGTERM/SIGINT; the exit status."""
-    fake = FakeRealtime(api_key=config.api_key, responder=offline_reply, server_vad=True)
+    fake = FakeRealtime(api_key=config.api_key, responder=offline_reply, server_vad=True, history=False)
     async with trio.open_nursery() as nursery:
         await nursery.start(fake.serve)
         log.warning(DEMO_NOTICE, extra={"reason": "demo"})

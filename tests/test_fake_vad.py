@@ -146,3 +146,22 @@ async def test_no_vad_without_turn_detection(proxy_factory, fake):
             await client.send_audio(audio)
             await upstream.wait_audio(len(audio))
             assert not [e for e in upstream.sent if e["type"].startswith("input_audio_buffer.speech")]
+
+
+async def test_a_long_run_keeps_no_history(proxy, fake):
+    """The demo and python -m proxy.testing run for hours: nothing per frame or per connection stays."""
+    fake.server_vad = True
+    fake.responder = offline.offline_reply
+    fake.history = False
+    with trio.fail_after(15):
+        async with proxy.connect() as client:
+            await client.settings()
+            await client.next("SettingsApplied")
+            audio = tone(0.5) + silence(0.7)
+            for start in range(0, len(audio), 960):
+                await client.send_audio(audio[start : start + 960])
+            await client.next("AgentAudioDone")
+            (upstream,) = fake.connections
+            assert (upstream.received, upstream.sent, bytes(upstream.audio)) == ([], [], b"")
+        while fake.connections:
+            await trio.sleep(0.01)

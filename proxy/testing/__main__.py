@@ -35,7 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def serve(args: argparse.Namespace) -> None:
     fake = FakeRealtime(
-        api_key=args.api_key, responder=offline_reply, server_vad=not args.no_vad, host=args.host, port=args.port
+        api_key=args.api_key,
+        responder=offline_reply,
+        server_vad=not args.no_vad,
+        host=args.host,
+        port=args.port,
+        history=False,  # runs for hours: keep no events or audio
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(fake.serve)

@@ -28,6 +28,7 @@ response cancels it, as `interrupt_response` does.
 from __future__ import annotations
 
 import base64
+import collections
 import itertools
 import json
 from collections.abc import Awaitable, Callable
@@ -45,6 +46,8 @@ from .vad import EnergyVad, SpeechStarted, SpeechStopped
 Responder = Callable[["FakeConnection", "dict[str, Any] | None"], Awaitable[None]]
 
 DEFAULT_REPLY = "Hello from the fake upstream."
+# The responders only ever look at the last user turn; a few more help a test.
+MAX_USER_TURNS = 64
 # 60 ms of quiet PCM16 at 24 kHz, in three 20 ms deltas.
 DEFAULT_AUDIO = b"\x01\x00" * 1440
 
@@ -77,6 +80,7 @@ class FakeRealtime:
         host: str = "127.0.0.1",
         port: int = 0,
         server_vad: bool = False,
+        history: bool = True,
     ) -> None:
         self.api_key = api_key
         self.reject_status = reject_status
@@ -85,6 +89,9 @@ class FakeRealtime:
         self.validate = validate
         self.host = host
         self.server_vad = server_vad
+        # A test reads back every event and all the audio; a long run (the
+        # demo, python -m proxy.testing) keeps none of it, so memory stays flat.
+        self.history = history
         self._bind_port = port  # 0: any free port
         self.port: int | None = None
         self.connections: list[FakeConnection] = []
@@ -131,7 +138,11 @@ class FakeRealtime:
         self.connections.append(connection)
         event, self._new_connection = self._new_connection, trio.Event()
         event.set()
-        await connection.run()
+        try:
+            await connection.run()
+        finally:
+            if not self.history:
+                self.connections.remove(connection)
 
 
 class FakeConnection:
@@ -157,7 +168,7 @@ class FakeConnection:
         self._ids = itertools.count(1)
         self._nursery: trio.Nursery | None = None
         self._cancelled: set[str] = set()
-        self.user_turns: list[UserTurn] = []
+        self.user_turns: collections.deque[UserTurn] = collections.deque(maxlen=MAX_USER_TURNS)
         self._vad: EnergyVad | None = None
         self._speech_item: str | None = None
         self._last_item: str | None = None  # previous_item_id of the next commit
@@ -190,7 +201,8 @@ class FakeConnection:
     async def send(self, event: dict[str, Any]) -> None:
         """Send one server event; an `event_id` is added when missing."""
         event = {"event_id": f"event_{next(self._ids)}", **event}
-        self.sent.append(event)
+        if self.server.history:
+            self.sent.append(event)
         await self.socket.send_message(json.dumps(event))
 
     async def send_raw(self, frame: str | bytes) -> None:
@@ -329,7 +341,8 @@ class FakeConnection:
                 self.server.validate(event)
             except Exception as error:  # recorded for the test to assert on
                 self.validation_errors.append(f"{event.get('type')}: {error}")
-        self.received.append(event)
+        if self.server.history:
+            self.received.append(event)
         self._notify()
         try:
             await self._respond(event)
@@ -340,7 +353,8 @@ class FakeConnection:
         kind = event.get("type")
         if kind == "input_audio_buffer.append":
             pcm = base64.b64decode(event["audio"])
-            self.audio += pcm
+            if self.server.history:
+                self.audio += pcm
             self._notify()
             await self._detect_speech(pcm)
         elif kind == "session.update":

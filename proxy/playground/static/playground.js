@@ -210,7 +210,12 @@
     $("start").disabled = true;
     status("opening the microphone…");
     try {
-      const ctx = new AudioContext();
+      let ctx = new AudioContext();
+      if (ctx.sampleRate > 48000) {
+        // The proxy takes linear16 at 8000-48000 Hz; a 96 kHz device is asked for 48 kHz instead.
+        await ctx.close();
+        ctx = new AudioContext({ sampleRate: 48000 });
+      }
       await ctx.resume();
       state.ctx = ctx;
       const stream = await navigator.mediaDevices.getUserMedia({

@@ -19,7 +19,7 @@ and a second concurrent `response.create` gets the real service's
 also play a response by hand, and the proxy gets two responses to one request.
 
 With `server_vad=True` it also plays the service's server VAD on the audio it
-is sent (proxy/testing/vad.py), when the session asks for turn detection:
+is sent (proxy/testing/server_vad.py), when the session asks for turn detection:
 `speech_started`, `speech_stopped`, the commit, the user item and a
 placeholder transcript, then a response from `responder`; speech during a
 response cancels it, as `interrupt_response` does.
@@ -34,12 +34,10 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import attrs
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
-from .offline import spoken_placeholder
-from .vad import EnergyVad, SpeechStarted, SpeechStopped
+from .server_vad import ServerVad, UserTurn
 
 # Called with the `response.create` event, or None for a response the
 # server VAD created by itself (`create_response`).
@@ -50,15 +48,6 @@ DEFAULT_REPLY = "Hello from the fake upstream."
 MAX_USER_TURNS = 64
 # 60 ms of quiet PCM16 at 24 kHz, in three 20 ms deltas.
 DEFAULT_AUDIO = b"\x01\x00" * 1440
-
-
-@attrs.frozen
-class UserTurn:
-    """A user turn the fake saw: typed (`text`) or spoken (`speech_ms` of audio)."""
-
-    item_id: str
-    text: str | None
-    speech_ms: int | None = None
 
 
 async def speak_reply(connection: FakeConnection, create: dict[str, Any] | None) -> None:
@@ -169,9 +158,7 @@ class FakeConnection:
         self._nursery: trio.Nursery | None = None
         self._cancelled: set[str] = set()
         self.user_turns: collections.deque[UserTurn] = collections.deque(maxlen=MAX_USER_TURNS)
-        self._vad: EnergyVad | None = None
-        self._speech_item: str | None = None
-        self._last_item: str | None = None  # previous_item_id of the next commit
+        self._server_vad = ServerVad(self) if server.server_vad else None
 
     # ------------------------------------------------------------ test side
 
@@ -356,7 +343,8 @@ class FakeConnection:
             if self.server.history:
                 self.audio += pcm
             self._notify()
-            await self._detect_speech(pcm)
+            if self._server_vad is not None:
+                await self._server_vad.feed(pcm)
         elif kind == "session.update":
             if self.ignore_updates:
                 return
@@ -393,57 +381,20 @@ class FakeConnection:
                 assert self._nursery is not None
                 self._nursery.start_soon(self._run_responder, event)
 
-    # -------------------------------------------------- server VAD (opt-in)
+    # ------------------------------------------- for the server VAD (server_vad.py)
 
-    def _turn_detection(self) -> dict[str, Any] | None:
-        detection = ((self.session.get("audio") or {}).get("input") or {}).get("turn_detection")
-        return detection if isinstance(detection, dict) else None
+    def interrupt(self) -> None:
+        """Cancel the response being played, if any, as `interrupt_response` does."""
+        if self.active_response not in (None, "pending"):
+            self._cancelled.add(self.active_response)
 
-    async def _detect_speech(self, pcm: bytes) -> None:
-        """The server VAD's events for `pcm`, in the order the service sends them."""
-        detection = self._turn_detection() if self.server.server_vad else None
-        fmt = ((self.session.get("audio") or {}).get("input") or {}).get("format") or {}
-        if detection is None or fmt.get("type", "audio/pcm") != "audio/pcm":
-            return  # no turn detection asked for, or G.711 (the fake only hears PCM16)
-        if self._vad is None:
-            self._vad = EnergyVad(
-                prefix_padding_ms=int(detection.get("prefix_padding_ms", 300)),
-                silence_duration_ms=int(detection.get("silence_duration_ms", 500)),
-            )
-        for found in self._vad.feed(pcm):
-            if isinstance(found, SpeechStarted):
-                self._speech_item = self.new_id("item")
-                await self.send({"type": "input_audio_buffer.speech_started",
-                                 "audio_start_ms": found.audio_start_ms, "item_id": self._speech_item})
-                if self.active_response not in (None, "pending") and detection.get("interrupt_response", True):
-                    self._cancelled.add(self.active_response)
-            elif isinstance(found, SpeechStopped) and self._speech_item is not None:
-                await self._spoken_turn(found, detection)
-
-    async def _spoken_turn(self, stopped: SpeechStopped, detection: dict[str, Any]) -> None:
-        item_id, self._speech_item = self._speech_item, None
-        await self.send({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": stopped.audio_end_ms,
-                         "item_id": item_id})
-        await self.send({"type": "input_audio_buffer.committed", "item_id": item_id,
-                         "previous_item_id": self._last_item})
-        self._last_item = item_id
-        item = {"id": item_id, "type": "message", "role": "user", "status": "completed",
-                "content": [{"type": "input_audio", "transcript": None}]}
-        await self.send({"type": "conversation.item.added", "item": item})
-        await self.send({"type": "conversation.item.done", "item": item})
-        # The fake recognises no words: its transcript says how long the turn was.
-        transcript = spoken_placeholder(stopped.speech_ms)
-        await self.send({"type": "conversation.item.input_audio_transcription.delta", "item_id": item_id,
-                         "content_index": 0, "delta": transcript})
-        await self.send({"type": "conversation.item.input_audio_transcription.completed", "item_id": item_id,
-                         "content_index": 0, "transcript": transcript,
-                         "usage": {"type": "duration", "seconds": round(stopped.speech_ms / 1000, 3)}})
-        self.user_turns.append(UserTurn(item_id, None, stopped.speech_ms))
-        if detection.get("create_response", True) and self.server.responder is not None:
+    def respond_when_idle(self) -> None:
+        """A response from `responder`, as soon as no other one is active (`create_response`)."""
+        if self.server.responder is not None:
             assert self._nursery is not None
-            self._nursery.start_soon(self._respond_to_turn)
+            self._nursery.start_soon(self._respond_when_idle)
 
-    async def _respond_to_turn(self) -> None:
+    async def _respond_when_idle(self) -> None:
         # One response at a time: an interrupted one ends (cancelled) first.
         while self.active_response is not None:
             await self._wait_change()

@@ -70,6 +70,18 @@ def open_browser(profile: str, wav: Path):
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
+def _explained(until, state):
+    def wrapped(condition, message):
+        from selenium.common.exceptions import TimeoutException
+
+        try:
+            return until(condition)
+        except TimeoutException:
+            raise AssertionError(f"{message}; the page's state: {state()}") from None
+
+    return wrapped
+
+
 STATE = """const p = window.playground; return {
   ready: p.ready, done: p.agentAudioDone, sent: p.sentFrames, received: p.receivedSamples,
   played: p.playedSamples, conversation: p.conversation, errors: p.errors, latencies: p.latencies,
@@ -87,15 +99,20 @@ def converse(url: str, wav: Path, screenshot: Path) -> tuple[dict, list[dict]]:
             state = lambda: driver.execute_script(STATE)  # noqa: E731
             wait = WebDriverWait(driver, 25, poll_frequency=0.1)
             driver.get(url)
-            wait.until(lambda _: driver.find_element(By.ID, "token").is_displayed())
+            # A failed wait says where it stopped, with what the page saw so far.
+            wait.until = _explained(wait.until, state)
+            wait.until(lambda _: driver.find_element(By.ID, "token").is_displayed(), "the page never asked for a token")
             driver.find_element(By.ID, "token").send_keys(TOKEN)
             driver.find_element(By.ID, "start").click()
-            wait.until(lambda _: state()["done"] >= 1)  # the spoken turn's reply
+            wait.until(lambda _: state()["done"] >= 1, "the spoken turn got no reply")
             driver.find_element(By.ID, "text").send_keys("Hello from the browser")
             driver.find_element(By.ID, "send").click()
-            wait.until(lambda _: state()["done"] >= 2)
+            wait.until(lambda _: state()["done"] >= 2, "the typed turn got no reply")
             # Audio plays in real time after it arrived: wait for its last sample.
-            wait.until(lambda _: state()["received"] and state()["played"] == state()["received"])
+            wait.until(
+                lambda _: state()["received"] and state()["played"] == state()["received"],
+                "the agent's audio was not played to its last sample",
+            )
             driver.save_screenshot(str(screenshot))
             return state(), driver.get_log("browser")
         finally:

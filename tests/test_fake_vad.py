@@ -165,3 +165,22 @@ async def test_a_long_run_keeps_no_history(proxy, fake):
             assert (upstream.received, upstream.sent, bytes(upstream.audio)) == ([], [], b"")
         while fake.connections:
             await trio.sleep(0.01)
+
+
+async def test_every_script_of_the_fake_sends_ga_server_events(proxy, fake):
+    """The scripted turns tests use (user_turn, text and audio responses, function calls) validate too."""
+    fake.responder = None
+    with trio.fail_after(10):
+        async with proxy.session(fake) as (client, upstream):
+            await upstream.user_turn("hello")
+            await upstream.play_response(transcript="Hi", text=True)
+            await upstream.play_response(transcript="Hi", audio=tone(0.1))
+            await upstream.play_function_calls([("lookup", "{}")])
+            await upstream.play_response(status="failed", error={"type": "server_error", "code": "oops"})
+            await client.next("FunctionCallRequest")
+            _server_events_valid(upstream)
+            assert {event["type"] for event in upstream.sent} >= {
+                "session.created", "session.updated", "input_audio_buffer.speech_started",
+                "conversation.item.input_audio_transcription.completed", "response.output_text.done",
+                "response.output_audio.delta", "response.function_call_arguments.done", "response.done",
+            }

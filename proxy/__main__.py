@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
-from .config import ConfigError, load_config
+from .config import ConfigError, load_config, startup_warnings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,6 +20,12 @@ def main(argv: list[str] | None = None) -> int:
 
     # P1.5, P2.7: the key and the client tokens are masked in every log line.
     logs.configure(config.log_level, config.log_format, secrets=(config.api_key, *config.auth_tokens))
+    for warning in startup_warnings(config):
+        logging.getLogger("proxy").warning(warning)
+    if config.demo:  # the offline demo: one process, an embedded upstream (proxy/demo.py)
+        from .demo import run_demo
+
+        return run_demo(config)
     return run(config)
 
 

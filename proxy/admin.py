@@ -13,7 +13,8 @@ stranger how busy the proxy is.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -42,11 +43,14 @@ class AdminServer:
     server: ProxyServer
     host: str = "127.0.0.1"
     port: int = 0
+    # With several workers: a callable giving the figures of all of them
+    # (proxy/worker_metrics.py); otherwise this process's server is read.
+    view: Callable[[ProxyServer], Any] | None = None
     registry: CollectorRegistry = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(ProxyCollector(self.server))
+        self.registry.register(_ViewCollector(self._figures))
         ProcessCollector(namespace="openai_proxy", registry=self.registry)
 
     async def serve(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
@@ -67,13 +71,10 @@ class AdminServer:
         if path == "/healthz":
             return 200, "text/plain; charset=utf-8", b"ok\n"
         if path == "/readyz":
-            server = self.server
-            if not server.accepting or server.port is None:
-                return 503, "text/plain; charset=utf-8", b"not accepting connections\n"
-            limit = server.config.max_connections
-            if limit and len(server.connections) >= limit:
-                # New clients would get 503 at the handshake: send them elsewhere.
-                return 503, "text/plain; charset=utf-8", b"at max connections\n"
+            # Draining, or full (new clients would get 503 at the handshake): send them elsewhere.
+            reason = self._figures().not_ready_reason()
+            if reason is not None:
+                return 503, "text/plain; charset=utf-8", f"{reason}\n".encode()
             return 200, "text/plain; charset=utf-8", b"ready\n"
         return 200, METRICS_CONTENT_TYPE, generate_latest(self.registry)
 
@@ -102,6 +103,21 @@ class AdminServer:
             log.exception("admin request failed")
         finally:
             await trio.aclose_forcefully(stream)
+
+
+    def _figures(self) -> Any:
+        return self.server if self.view is None else self.view(self.server)
+
+
+class _ViewCollector(ProxyCollector):
+    """A `ProxyCollector` over whatever `figures()` gives at scrape time (one worker, or all)."""
+
+    def __init__(self, figures: Callable[[], Any]) -> None:
+        self.figures = figures
+
+    def collect(self) -> Iterator[Any]:
+        self.server = self.figures()
+        return super().collect()
 
 
 async def _read_head(stream: trio.abc.ReceiveStream) -> bytes:

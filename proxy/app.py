@@ -12,11 +12,12 @@ from .admin import AdminServer
 from .config import Config
 from .notify import Notifier
 from .server import ProxyServer
+from .workers import WorkerLink
 
 log = logging.getLogger("proxy")
 
 
-async def serve(config: Config, notifier: Notifier | None = None) -> int:
+async def serve(config: Config, notifier: Notifier | None = None, worker: WorkerLink | None = None) -> int:
     """Serve until SIGTERM or SIGINT, then drain (P2.6); returns the exit status.
 
     A listener that cannot bind (port taken, address not local) is one error
@@ -24,6 +25,8 @@ async def serve(config: Config, notifier: Notifier | None = None) -> int:
 
     systemd hears `READY=1` once the listener is bound, `STOPPING=1` when the
     drain begins, and `WATCHDOG=1` pings while the loop runs (if asked for).
+    A worker of `--workers N` tells its parent instead (`worker`), which
+    speaks to systemd for the set (proxy/supervisor.py).
     """
     notifier = Notifier() if notifier is None else notifier
     server = ProxyServer(config)
@@ -34,7 +37,8 @@ async def serve(config: Config, notifier: Notifier | None = None) -> int:
                 await nursery.start(server.serve)
                 if config.admin_port is not None:
                     where = f"{config.admin_host}:{config.admin_port} (admin)"
-                    await nursery.start(AdminServer(server, config.admin_host, config.admin_port).serve)
+                    view = worker.view if worker is not None else None
+                    await nursery.start(AdminServer(server, config.admin_host, config.admin_port, view=view).serve)
             except (OSError, BaseExceptionGroup) as error:
                 cause = _os_error_in(error)
                 if cause is None:
@@ -43,8 +47,14 @@ async def serve(config: Config, notifier: Notifier | None = None) -> int:
                 nursery.cancel_scope.cancel()
                 return 1
             scheme = "wss" if config.tls_cert_path else "ws"
+            # Only now is every listener bound: a busy admin port fails before this line.
+            log.info(f"listening on {scheme}://{config.host}:{server.port}{config.path}")
+            if config.playground:
+                log.info(f"playground on {'https' if config.tls_cert_path else 'http'}://{config.host}:{server.port}/")
             notifier.notify("READY=1", f"STATUS=listening on {scheme}://{config.host}:{server.port}{config.path}")
             nursery.start_soon(notifier.watchdog)
+            if worker is not None:
+                nursery.start_soon(worker.run, server)
 
             async def drain() -> None:
                 await server.shutdown()
@@ -82,10 +92,6 @@ def _os_error_in(error: BaseException) -> OSError | None:
 
 
 def run(config: Config) -> int:
-    if config.demo:  # issue 13: the offline demo, one process (proxy/demo.py)
-        from .demo import run_demo
-
-        return run_demo(config)
     if config.workers > 1:  # issue 6: N processes share the port (SO_REUSEPORT)
         from .workers import run_workers
 
@@ -93,5 +99,5 @@ def run(config: Config) -> int:
     return run_one(config)
 
 
-def run_one(config: Config) -> int:
-    return trio.run(serve, config)
+def run_one(config: Config, worker: WorkerLink | None = None) -> int:
+    return trio.run(serve, config, None, worker)

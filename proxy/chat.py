@@ -21,6 +21,7 @@ import sys
 import wave
 from collections.abc import Sequence
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import trio
 from trio_websocket import (
@@ -104,12 +105,12 @@ class Chat:
         await self.wait_for("Welcome")
         await self.send(settings)
         if (await self.wait_for("SettingsApplied", "Error"))["type"] == "Error":
-            raise ChatFailed(EXIT_ERROR, "the proxy refused the settings")
+            raise ChatFailed(EXIT_ERROR, "")  # the Error line above says why
 
     async def turn(self, text: str) -> None:
         await self.send({"type": "InjectUserMessage", "content": text})
         if (await self.wait_for("AgentAudioDone", "Error"))["type"] == "Error":
-            raise ChatFailed(EXIT_ERROR, "the turn ended with an error")
+            raise ChatFailed(EXIT_ERROR, "")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,7 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from(args: argparse.Namespace) -> dict[str, Any]:
     if args.settings:
         with open(args.settings, encoding="utf-8") as file:
-            return json.load(file)
+            settings = json.load(file)
+        if not isinstance(settings, dict) or settings.get("type") != "Settings":
+            raise ValueError('expected an object with "type": "Settings"')
+        return settings
     settings = copy.deepcopy(DEFAULT_SETTINGS)
     settings["audio"]["output"]["sample_rate"] = args.sample_rate
     if args.prompt:
@@ -145,6 +149,31 @@ def write_wav(path: str, audio: bytes, sample_rate: int) -> None:
         out.writeframes(audio[: len(audio) // 2 * 2])
 
 
+async def check_tls(url: str, context: ssl.SSLContext, timeout: float, ca_file: str | None) -> None:
+    """Shake hands once before the WebSocket does, so a certificate problem is named at once.
+
+    trio-websocket reports a failed TLS handshake only when its connect
+    timeout expires, and then with an empty reason.
+    """
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or 443
+    with trio.fail_after(timeout):
+        tcp = await trio.open_tcp_stream(host, port)
+        stream = trio.SSLStream(tcp, context, server_hostname=host)
+        try:
+            await stream.do_handshake()
+        except trio.BrokenResourceError as broken:
+            error = broken.__cause__
+            if isinstance(error, ssl.SSLCertVerificationError):
+                hint = f" (with --ca-file {ca_file})" if ca_file else "; give --ca-file for a private CA"
+                raise ChatFailed(
+                    EXIT_CONNECTION, f"TLS handshake with {host}:{port} failed: {error.verify_message}{hint}"
+                ) from None
+            raise ChatFailed(EXIT_CONNECTION, f"TLS handshake with {host}:{port} failed: {error or broken}") from None
+        finally:
+            await trio.aclose_forcefully(stream)
+
+
 async def chat(args: argparse.Namespace, texts: Sequence[str], out: TextIO, err: TextIO) -> int:
     subprotocols = ["token", args.token] if args.token else None
     settings = settings_from(args)
@@ -152,10 +181,13 @@ async def chat(args: argparse.Namespace, texts: Sequence[str], out: TextIO, err:
     session: Chat | None = None
     status = EXIT_OK
     try:
+        context = ssl.create_default_context(cafile=args.ca_file) if args.url.startswith("wss://") else None
+        if context is not None:
+            await check_tls(args.url, context, args.timeout, args.ca_file)
         async with open_websocket_url(
             args.url,
             subprotocols=subprotocols,
-            ssl_context=ssl.create_default_context(cafile=args.ca_file) if args.ca_file else None,
+            ssl_context=context,
             max_message_size=64 * 1024 * 1024,
             connect_timeout=args.timeout,
             disconnect_timeout=2,
@@ -168,7 +200,9 @@ async def chat(args: argparse.Namespace, texts: Sequence[str], out: TextIO, err:
                 with trio.fail_after(args.timeout):
                     await session.turn(text)
     except ChatFailed as failed:
-        print(f"chat: {failed}", file=err)
+        # After an Error line the close that follows adds nothing: say the real cause only.
+        if str(failed) and not (session is not None and session.errors):
+            print(f"chat: {failed}", file=err)
         status = failed.status
     except ConnectionRejected as rejected:
         body = (rejected.body or b"").decode(errors="replace")
@@ -191,6 +225,14 @@ async def chat(args: argparse.Namespace, texts: Sequence[str], out: TextIO, err:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        settings_from(args)
+    except OSError as error:
+        print(f"chat: --settings {args.settings}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_CONNECTION
+    except ValueError as error:
+        print(f"chat: --settings {args.settings} is not valid JSON: {error}", file=sys.stderr)
+        return EXIT_CONNECTION
     texts = args.text if args.text else [line.strip() for line in sys.stdin if line.strip()]
     if not texts:
         print("chat: nothing to say (give --text or lines on stdin)", file=sys.stderr)

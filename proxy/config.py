@@ -9,8 +9,11 @@ prefix, in kebab case (`OPENAI_PROXY_MAX_HELD_FRAMES` -> `--max-held-frames`).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import secrets
+import ssl
+from importlib import metadata
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +27,11 @@ GREETING_MODES = ("text", "speak")
 TURN_DETECTION_MODES = ("server_vad", "semantic_vad", "none")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "text")
+
+# A client token shorter than this is refused at start: it is guessable,
+# and a short secret cannot be masked in logs without masking ordinary text
+# (logfields.Redactor masks short secrets only as whole words).
+MIN_TOKEN_LENGTH = 16
 
 
 class ConfigError(ValueError):
@@ -52,6 +60,7 @@ class Config:
     transcription_model: str = "gpt-4o-mini-transcribe"
     function_call_deadline_s: float = 20.0
     update_timeout_s: float = 10.0
+    transcript_wait_s: float = 2.0
     tls_cert_path: str | None = None
     tls_key_path: str | None = None
     admin_port: int | None = None
@@ -61,6 +70,9 @@ class Config:
     # network) and the browser playground at `/`.
     demo: bool = False
     playground: bool = False
+    allow_insecure_upstream: bool = False
+    # Peers whose X-Forwarded-For is believed (a reverse proxy on the same host or network).
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def listen_url(self) -> str:
@@ -103,6 +115,30 @@ def _seconds(name: str) -> Callable[[str], float]:
         if not value >= 0 or value == float("inf"):
             raise ConfigError(f"{name} must be a finite number of seconds >= 0, got {raw!r}")
         return value
+
+    return parse
+
+
+def _positive_seconds(name: str) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = _seconds(name)(raw)
+        if value == 0:
+            # A zero deadline fails every session before it could start.
+            raise ConfigError(f"{name} must be more than 0 seconds, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _networks(name: str) -> Callable[[str], tuple[str, ...]]:
+    def parse(raw: str) -> tuple[str, ...]:
+        out = []
+        for part in _csv(raw):
+            try:
+                out.append(str(ipaddress.ip_network(part, strict=False)))
+            except ValueError:
+                raise ConfigError(f"{name} must be comma-separated IP addresses or CIDRs, got {part!r}") from None
+        return tuple(out)
 
     return parse
 
@@ -191,7 +227,10 @@ SETTINGS: tuple[_Setting, ...] = (
     _setting("max_held_bytes", "OPENAI_PROXY_MAX_HELD_BYTES", _int, "P2.2 hold bound, bytes"),
     _setting("max_frame_bytes", "OPENAI_PROXY_MAX_FRAME_BYTES", lambda n: _int(n, 1), "P5.11 largest client frame"),
     _setting(
-        "upstream_connect_timeout_s", "OPENAI_PROXY_UPSTREAM_CONNECT_TIMEOUT_S", _seconds, "P2.3 connect deadline"
+        "upstream_connect_timeout_s",
+        "OPENAI_PROXY_UPSTREAM_CONNECT_TIMEOUT_S",
+        _positive_seconds,
+        "P2.3 connect deadline (more than 0)",
     ),
     _setting("shutdown_grace_s", "OPENAI_PROXY_SHUTDOWN_GRACE_S", _seconds, "P2.6 grace for open sessions"),
     _setting("auth_tokens", "OPENAI_PROXY_AUTH_TOKENS", _csv, "P2.7 client tokens, comma-separated"),
@@ -207,6 +246,12 @@ SETTINGS: tuple[_Setting, ...] = (
     _setting("transcription_model", "OPENAI_PROXY_TRANSCRIPTION_MODEL", _text, "P4 input transcription model"),
     _setting("function_call_deadline_s", "OPENAI_PROXY_FUNCTION_CALL_DEADLINE_S", _seconds, "P5.2 deadline"),
     _setting("update_timeout_s", "OPENAI_PROXY_UPDATE_TIMEOUT_S", _seconds, "P5.7 deadline"),
+    _setting(
+        "transcript_wait_s",
+        "OPENAI_PROXY_TRANSCRIPT_WAIT_S",
+        _seconds,
+        "longest an assistant ConversationText waits for its turn's user transcript",
+    ),
     _setting("tls_cert_path", "OPENAI_PROXY_TLS_CERT_PATH", _text, "TLS certificate (PEM) to serve wss://"),
     _setting("tls_key_path", "OPENAI_PROXY_TLS_KEY_PATH", _text, "TLS private key (PEM)"),
     _setting("admin_port", "OPENAI_PROXY_ADMIN_PORT", _port, "health and metrics port (unset = off)"),
@@ -215,14 +260,32 @@ SETTINGS: tuple[_Setting, ...] = (
     _setting("log_format", "OPENAI_PROXY_LOG_FORMAT", lambda n: _choice(n, LOG_FORMATS), "json|text"),
     _setting("demo", "OPENAI_PROXY_DEMO", _switch, "offline demo: a built-in fake upstream, no key, no network"),
     _setting("playground", "OPENAI_PROXY_PLAYGROUND", _switch, "serve the browser playground at / (on in the demo)"),
+    _setting(
+        "allow_insecure_upstream",
+        "OPENAI_PROXY_ALLOW_INSECURE_UPSTREAM",
+        _switch,
+        "allow a ws:// OPENAI_REALTIME_URL to a host other than loopback (the key travels in clear)",
+    ),
+    _setting(
+        "trusted_proxies", "OPENAI_PROXY_TRUSTED_PROXIES", _networks, "peers whose X-Forwarded-For is logged (IPs/CIDRs)"
+    ),
 )
+
+
+def version() -> str:
+    try:
+        return metadata.version("openai-realtime-proxy")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m proxy",
+        prog="openai-realtime-proxy",
         description="Deepgram Voice Agent protocol in front of the OpenAI Realtime API.",
+        epilog="Rule numbers (P2.2, P5.7, ...) refer to docs/protocol.md in the source repository.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     parser.add_argument("--env-file", default=None, help="read variables from this file (default: ./.env if present)")
     parser.add_argument("--log-level", default=None, help="debug|info|warning|error (LOG_LEVEL)")
     for setting in SETTINGS:
@@ -247,8 +310,10 @@ def load_config(
         env_file = candidate if os.path.isfile(candidate) else None
     elif not os.path.isfile(env_file):
         raise ConfigError(f"--env-file {env_file!r} does not exist")
-    file_values = {k: v for k, v in (dotenv_values(env_file) if env_file else {}).items() if v is not None}
-    merged: dict[str, str] = {**file_values, **environ}
+    # An empty value is no value, wherever it comes from: `OPENAI_PROXY_PORT=`
+    # in the environment falls back to `.env`, then to the default.
+    file_values = {k: v for k, v in (dotenv_values(env_file) if env_file else {}).items() if v}
+    merged: dict[str, str] = {**file_values, **{k: v for k, v in environ.items() if v}}
 
     values: dict[str, Any] = {}
     for setting in SETTINGS:
@@ -280,8 +345,86 @@ def load_config(
 
     if bool(values.get("tls_cert_path")) != bool(values.get("tls_key_path")):
         raise ConfigError("OPENAI_PROXY_TLS_CERT_PATH and OPENAI_PROXY_TLS_KEY_PATH must be set together")
-    for field in ("tls_cert_path", "tls_key_path"):
-        path = values.get(field)
-        if path and not os.path.isfile(path):
-            raise ConfigError(f"{field.upper()} file {path!r} does not exist")
-    return Config(api_key=api_key, **values)
+    if values.get("tls_cert_path"):
+        _check_tls_files(values["tls_cert_path"], values["tls_key_path"])
+    config = Config(api_key=api_key, **values)
+    _check_exposure(config)
+    return config
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback addresses (127.0.0.0/8, ::1); a name is not resolved."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _insecure_upstream_host(config: Config) -> str | None:
+    """The host of a ws:// upstream URL that is not loopback, else None."""
+    parts = urlsplit(config.upstream_url)
+    if parts.scheme == "ws" and parts.hostname and not is_loopback(parts.hostname):
+        return parts.hostname
+    return None
+
+
+def _check_exposure(config: Config) -> None:
+    """Refuse settings that would expose a secret (P1.5, P2.7)."""
+    short = [token for token in config.auth_tokens if len(token) < MIN_TOKEN_LENGTH]
+    if short:
+        lengths = ", ".join(str(len(token)) for token in short)
+        raise ConfigError(
+            f"OPENAI_PROXY_AUTH_TOKENS: each token must be at least {MIN_TOKEN_LENGTH} characters "
+            f"(a shorter one is easy to guess); got tokens of length {lengths}"
+        )
+    host = _insecure_upstream_host(config)
+    if host is not None and not config.allow_insecure_upstream:
+        raise ConfigError(
+            f"OPENAI_REALTIME_URL is ws:// to {host}, not loopback: the API key would travel in clear; "
+            "use wss://, or set OPENAI_PROXY_ALLOW_INSECURE_UPSTREAM=1 if the network is trusted"
+        )
+
+
+def startup_warnings(config: Config) -> list[str]:
+    """What is allowed but risky about `config`, one sentence each, for the log at start."""
+    warnings = []
+    if not config.auth_tokens and not is_loopback(config.host):
+        warnings.append(
+            f"listening on {config.host or 'every address'} without client tokens (OPENAI_PROXY_AUTH_TOKENS): "
+            "anyone who can reach it can use the OpenAI key"
+        )
+    host = _insecure_upstream_host(config)
+    if host is not None:
+        warnings.append(
+            f"OPENAI_REALTIME_URL is ws:// to {host}: the API key travels in clear "
+            "(allowed by OPENAI_PROXY_ALLOW_INSECURE_UPSTREAM)"
+        )
+    return warnings
+
+
+def _check_tls_files(cert_path: str, key_path: str) -> None:
+    """Load the pair once now, so a bad file is a ConfigError naming it, not an OpenSSL trace later."""
+    for variable, path, marker in (
+        ("OPENAI_PROXY_TLS_CERT_PATH", cert_path, "CERTIFICATE-----"),
+        ("OPENAI_PROXY_TLS_KEY_PATH", key_path, "PRIVATE KEY-----"),
+    ):
+        try:
+            with open(path, "rb") as file:
+                text = file.read()
+        except FileNotFoundError:
+            raise ConfigError(f"{variable} file {path!r} does not exist") from None
+        except OSError as error:
+            raise ConfigError(f"{variable} file {path!r} cannot be read: {error.strerror or error}") from None
+        if marker.encode() not in text:
+            raise ConfigError(f"{variable} file {path!r} holds no PEM {marker.rstrip('-').lower()}")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_path, key_path)
+    except (ssl.SSLError, OSError) as error:
+        reason = getattr(error, "reason", None) or str(error)
+        raise ConfigError(
+            f"OPENAI_PROXY_TLS_CERT_PATH {cert_path!r} and OPENAI_PROXY_TLS_KEY_PATH {key_path!r}"
+            f" are not a usable certificate and key ({reason})"
+        ) from None

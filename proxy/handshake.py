@@ -7,6 +7,7 @@ testable without a socket.
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Iterable, Sequence
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,6 +19,13 @@ DEEPGRAM_AGENT_PATH = "/v1/agent/converse"
 # P2.7: the subprotocol schemes that carry a token in the next entry.
 TOKEN_SCHEMES = ("token", "bearer")
 
+# P2.8: a client's `?traceId=` lands in every log record of its connection,
+# so it must be short and plain: no newline to forge a record, no 5,000
+# characters repeated in each line. 128 covers a UUID, a W3C traceparent
+# (55) and most tracing ids; anything else falls back to the connection id.
+TRACE_ID_MAX_LENGTH = 128
+TRACE_ID = re.compile(rf"[A-Za-z0-9._:-]{{1,{TRACE_ID_MAX_LENGTH}}}")
+
 
 @attrs.frozen
 class Decision:
@@ -27,6 +35,8 @@ class Decision:
     reason: str = ""
     subprotocol: str | None = None
     trace_id: str | None = None
+    # Why the client's traceId was not used (P2.8), for the log; None if it was.
+    trace_id_refused: str | None = None
 
 
 def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -85,10 +95,23 @@ def decide(
             return Decision(403, "origin not allowed")
     if auth_tokens and not token_matches(presented_tokens(query, headers, subprotocols), auth_tokens):
         return Decision(401, "missing or invalid token")
-    trace_ids = query.get("traceId")
+    trace_id, refused = checked_trace_id(query.get("traceId"))
     return Decision(
         None,
         # P2.9: browsers abort unless the answer selects one of their offers.
         subprotocol=subprotocols[0] if subprotocols else None,
-        trace_id=trace_ids[0] if trace_ids else None,
+        trace_id=trace_id,
+        trace_id_refused=refused,
     )
+
+
+def checked_trace_id(values: Sequence[str] | None) -> tuple[str | None, str | None]:
+    """P2.8: (the trace id to use, or None for the connection id; why a given one was refused)."""
+    if not values:
+        return None, None
+    value = values[0]
+    if TRACE_ID.fullmatch(value):
+        return value, None
+    if len(value) > TRACE_ID_MAX_LENGTH:
+        return None, f"traceId longer than {TRACE_ID_MAX_LENGTH} characters ({len(value)})"
+    return None, "traceId has characters outside A-Za-z0-9._:-"

@@ -1,7 +1,7 @@
 """What the proxy counts, and how the counts become Prometheus text at scrape time.
 
 The hot path (a frame in, a frame out) only bumps plain integers on one
-`Metrics` object: no locks, no label lookups, no client-library calls. The
+`Metrics` object (`counters.py`): no locks, no label lookups, no client-library calls. The
 Prometheus client library is used only when /metrics is scraped, through a
 custom collector that reads these integers, so a proxy nobody scrapes pays
 next to nothing for them.
@@ -9,89 +9,20 @@ next to nothing for them.
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from .counters import DIRECTIONS, TRANSLATION_SAMPLE_EVERY, Histogram, Metrics
+
 if TYPE_CHECKING:
     from .server import ProxyServer
 
+__all__ = ["DIRECTIONS", "PREFIX", "TRANSLATION_SAMPLE_EVERY", "Histogram", "Metrics", "ProxyCollector"]
+
 PREFIX = "openai_proxy"
-
-# Seconds. Connecting includes DNS, TCP, TLS and the HTTP upgrade.
-CONNECT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-# Seconds. One event through the pure session: parse, decide, encode actions.
-TRANSLATION_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2)
-# One translated event in this many is timed: perf_counter_ns twice per event
-# is cheap, but the histogram update is not free and the shape is what matters.
-TRANSLATION_SAMPLE_EVERY = 8
-
-# The four directions a frame can travel, as the `direction` label says them.
-DIRECTIONS = ("client_to_proxy", "proxy_to_client", "upstream_to_proxy", "proxy_to_upstream")
-
-
-class Histogram:
-    """Cumulative-bucket histogram as plain integers (observe is a bisect and two adds)."""
-
-    __slots__ = ("bounds", "counts", "sum")
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self.bounds = tuple(bounds)
-        self.counts = [0] * (len(self.bounds) + 1)  # the last slot is +Inf
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        # bisect_left: a value equal to a bound belongs to that bound's `le` bucket.
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.sum += value
-
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
-
-    def buckets(self) -> list[tuple[str, float]]:
-        """Prometheus buckets: cumulative counts per upper bound, ending with +Inf."""
-        out, running = [], 0
-        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            running += count
-            out.append(("+Inf" if bound == float("inf") else repr(bound), running))
-        return out
-
-
-class Metrics:
-    """Every counter of one server process. Plain attributes, bumped in place."""
-
-    def __init__(self) -> None:
-        # Frames and payload sizes per direction. Binary frames count bytes;
-        # text frames count characters, which is bytes for the ASCII JSON the
-        # proxy writes and nearly so for what it reads.
-        self.frames_client_to_proxy = 0
-        self.bytes_client_to_proxy = 0
-        self.frames_proxy_to_client = 0
-        self.bytes_proxy_to_client = 0
-        self.frames_upstream_to_proxy = 0
-        self.bytes_upstream_to_proxy = 0
-        self.frames_proxy_to_upstream = 0
-        self.bytes_proxy_to_upstream = 0
-        # ("closed", "1000"), ("rejected", "401"), ... -> count
-        self.connections: Counter[tuple[str, str]] = Counter()
-        self.errors: Counter[str] = Counter()  # protocol Error codes sent to clients
-        self.upstream_connect_failures = 0
-        self.upstream_connect = Histogram(CONNECT_BUCKETS)
-        self.translation: dict[str, Histogram] = {}
-
-    def connection_ended(self, outcome: str, code: int | str | None) -> None:
-        self.connections[(outcome, "none" if code is None else str(code))] += 1
-
-    def translated(self, event: str, nanoseconds: int) -> None:
-        histogram = self.translation.get(event)
-        if histogram is None:
-            histogram = self.translation[event] = Histogram(TRANSLATION_BUCKETS)
-        histogram.observe(nanoseconds / 1e9)
 
 
 class ProxyCollector(Collector):
@@ -108,7 +39,7 @@ class ProxyCollector(Collector):
         yield active
 
         ready = GaugeMetricFamily(f"{PREFIX}_accepting", "1 while new client handshakes are accepted.")
-        ready.add_metric([], 1 if server.accepting and server.port is not None else 0)
+        ready.add_metric([], 1 if server.not_ready_reason() is None else 0)  # as /readyz says
         yield ready
 
         connections = CounterMetricFamily(

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .logs import REDACTED, record_fields
+from .logfields import Redactor, record_fields
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
 DEFAULT_SERVICE_NAME = "openai-realtime-proxy"
+# How long the last export may hold the exit.
+SHUTDOWN_EXPORT_S = 2.0
 
 
 def wanted(environ: Mapping[str, str] | None = None) -> bool:
@@ -43,12 +47,7 @@ class OtlpHandler(logging.Handler):
             logging.ERROR: SeverityNumber.ERROR,
             logging.CRITICAL: SeverityNumber.FATAL,
         }
-        self._secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
-
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        self._redact = Redactor(secrets)
 
     def emit(self, record: logging.LogRecord) -> None:
         # Only the proxy's own records: the exporter's own logging (and the
@@ -79,8 +78,15 @@ class OtlpHandler(logging.Handler):
 
     def close(self) -> None:
         # Exports what is still batched; runs at interpreter exit via logging.shutdown.
+        # An unreachable collector would hold the exit for the exporter's timeout
+        # and retries (about 14 s): the export gets SHUTDOWN_EXPORT_S, in a
+        # daemon thread that the exit does not wait for, and then it is dropped.
         try:
-            self._provider.shutdown()
+            flush = threading.Thread(target=self._provider.shutdown, name="otlp-shutdown", daemon=True)
+            flush.start()
+            flush.join(SHUTDOWN_EXPORT_S)
+            if flush.is_alive():
+                print(f"proxy: OTLP log export unfinished after {SHUTDOWN_EXPORT_S:g} s; dropped", file=sys.stderr)
         finally:
             super().close()
 
@@ -101,6 +107,7 @@ def handler(secrets: Iterable[str] = (), environ: Mapping[str, str] | None = Non
         return None
     environ = os.environ if environ is None else environ
     resource = Resource.create({"service.name": environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME})
-    provider = LoggerProvider(resource=resource)
+    # shutdown_on_exit=False: close() above is the one, bounded, shutdown.
+    provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter()))
     return OtlpHandler(provider, secrets)

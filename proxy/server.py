@@ -27,23 +27,32 @@ import attrs
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError
 
+from .clientaddr import client_address
 from .config import Config
 from .fastws import FastWebSocket
 from .handshake import decide
-from .metrics import TRANSLATION_SAMPLE_EVERY, Metrics
+from .counters import TRANSLATION_SAMPLE_EVERY, Metrics
 from .protocol.deepgram import Error as ErrorMessage
 from .protocol.wire import encode_client, encode_upstream
 from .translate import (
     CancelTimer,
+    ClientAudio,
+    ClientText,
     CloseClient,
+    GoingAway,
+    Opened,
     Session,
     SessionOptions,
     StartTimer,
+    TimerFired,
     ToClient,
     ToClientAudio,
     ToUpstream,
+    UpstreamClosed,
+    UpstreamFailed,
+    UpstreamText,
 )
-from .workers import open_shared_listeners
+from .listeners import open_shared_listeners
 from .upstream import connect_failure, error_chain, open_upstream
 from .wsopen import FastRequest, listener_port, serve_fast
 
@@ -65,9 +74,6 @@ STALLED_PEER_TIMEOUT_S = 10.0
 # a socket that long, not trio-websocket's default of 60 s.
 HANDSHAKE_TIMEOUT_S = 10.0
 
-# What the readers and timers tell the translator.
-CLIENT_TEXT, CLIENT_AUDIO, UPSTREAM_TEXT, UPSTREAM_CLOSED, UPSTREAM_FAILED, TIMER, GOING_AWAY = range(7)
-EVENT_NAMES = ("client_text", "client_audio", "upstream_text", "upstream_closed", "upstream_failed", "timer", "going_away")
 
 
 @attrs.frozen
@@ -114,7 +120,8 @@ class Connection:
     async def run(self) -> None:
         """Serve the connection until either side ends; returns when all is closed."""
         session = Session(self.connection_id, SessionOptions.from_config(self.config), self.log)
-        inbound_send, inbound_recv = trio.open_memory_channel[tuple](CHANNEL_SIZE)
+        # What the readers and timers tell the translator: `proxy.translate.events`.
+        inbound_send, inbound_recv = trio.open_memory_channel[Any](CHANNEL_SIZE)
         client_send, client_recv = trio.open_memory_channel[Any](CHANNEL_SIZE)
         upstream_send, upstream_recv = trio.open_memory_channel[str](CHANNEL_SIZE)
         self._inbound = inbound_send
@@ -144,7 +151,7 @@ class Connection:
         """
         self._teardown_close = (1001, "server shutting down")
         try:
-            self._inbound.send_nowait((GOING_AWAY,))
+            self._inbound.send_nowait(GoingAway())
         except (trio.WouldBlock, trio.ClosedResourceError, AttributeError):
             pass
 
@@ -176,7 +183,7 @@ class Connection:
                 return
             metrics.frames_client_to_proxy += 1
             metrics.bytes_client_to_proxy += len(message)
-            item = (CLIENT_AUDIO, message) if type(message) is bytes else (CLIENT_TEXT, message)
+            item = ClientAudio(message) if type(message) is bytes else ClientText(message)
             # Hot path: hand over without a scheduling round-trip when there is room.
             try:
                 inbound.send_nowait(item)
@@ -192,7 +199,8 @@ class Connection:
         nursery: trio.Nursery,
     ) -> None:
         self._frame_debug = self.log.isEnabledFor(logging.DEBUG)
-        await self._act(session.start(trio.current_time()), to_client, to_upstream, nursery)
+        handle = session.handle
+        await self._act(handle(Opened(), trio.current_time()), to_client, to_upstream, nursery)
         metrics = self.metrics
         countdown = 0
         receive_nowait = inbound.receive_nowait
@@ -209,7 +217,6 @@ class Connection:
                     return
             except trio.EndOfChannel:
                 return
-            kind = item[0]
             now = trio.current_time()
             # Metrics: time one event in TRANSLATION_SAMPLE_EVERY through the session.
             countdown -= 1
@@ -217,22 +224,9 @@ class Connection:
             if countdown < 0:
                 countdown = TRANSLATION_SAMPLE_EVERY - 1
                 started = perf_counter_ns()
-            if kind == CLIENT_AUDIO:
-                actions = session.client_audio(item[1], now)
-            elif kind == UPSTREAM_TEXT:
-                actions = session.upstream_text(item[1], now)
-            elif kind == CLIENT_TEXT:
-                actions = session.client_text(item[1], now)
-            elif kind == TIMER:
-                actions = session.timer_fired(item[1], now)
-            elif kind == UPSTREAM_CLOSED:
-                actions = session.upstream_closed(item[1], item[2], now)
-            elif kind == UPSTREAM_FAILED:
-                actions = session.upstream_failed(item[1], item[2], now)
-            else:
-                actions = session.going_away()
+            actions = handle(item, now)
             if started:
-                metrics.translated(EVENT_NAMES[kind], perf_counter_ns() - started)
+                metrics.translated(item.NAME, perf_counter_ns() - started)
             await self._act(actions, to_client, to_upstream, nursery)
 
     async def _act(
@@ -281,7 +275,7 @@ class Connection:
                 self._cancel_timer(action.name)
                 scope = trio.CancelScope(deadline=action.deadline)
                 self._timers[action.name] = scope
-                nursery.start_soon(self._timer, action.name, scope)
+                nursery.start_soon(self._timer, action.name, action.token, scope)
             elif kind is CancelTimer:
                 self._cancel_timer(action.name)
 
@@ -321,14 +315,14 @@ class Connection:
         if scope is not None:
             scope.cancel()
 
-    async def _timer(self, name: str, scope: trio.CancelScope) -> None:
+    async def _timer(self, name: str, token: int, scope: trio.CancelScope) -> None:
         # The deadline is the scope's: it "fires" by the scope expiring, and a
         # CancelTimer cancels it outright, which then sends nothing.
         with scope:
             await trio.sleep_forever()
         if scope.cancelled_caught and self._timers.get(name) is scope and trio.current_time() >= scope.deadline:
             del self._timers[name]
-            await self._inbound.send((TIMER, name))
+            await self._inbound.send(TimerFired(name, token))
 
     async def _client_writer(self, frames: trio.MemoryReceiveChannel) -> None:
         client = self.client
@@ -382,7 +376,7 @@ class Connection:
         if failure is not None:
             self.metrics.upstream_connect_failures += 1
             self.log.error("upstream connect failed", extra={"status": failure[0], "detail": log_detail or failure[1]})
-            await inbound.send((UPSTREAM_FAILED, *failure))
+            await inbound.send(UpstreamFailed(*failure))
             await trio.sleep_forever()  # the translator closes the client, which ends us
         self.metrics.upstream_connect.observe(trio.current_time() - started)
         self.log.info("upstream connected", extra={"direction": "upstream"})
@@ -420,15 +414,16 @@ class Connection:
                 reason = closed.reason
                 code = reason.code if reason else None
                 self.log.info("upstream closed", extra={"upstream_close_code": code, "direction": "upstream"})
-                await inbound.send((UPSTREAM_CLOSED, code, reason.reason if reason else None))
+                await inbound.send(UpstreamClosed(code, reason.reason if reason else None))
                 await trio.sleep_forever()  # the translator closes the client, which ends us
             metrics.frames_upstream_to_proxy += 1
             metrics.bytes_upstream_to_proxy += len(message)
             if type(message) is str:
+                item = UpstreamText(message)
                 try:
-                    inbound.send_nowait((UPSTREAM_TEXT, message))
+                    inbound.send_nowait(item)
                 except trio.WouldBlock:
-                    await inbound.send((UPSTREAM_TEXT, message))
+                    await inbound.send(item)
             else:
                 self.log.warning("dropped binary frame from upstream", extra={"direction": "upstream"})  # P6.3
 
@@ -487,11 +482,16 @@ class ProxyServer:
                     )
                 )
                 self.port = listener_port(listeners[0])
-                scheme = "wss" if ssl_context else "ws"
-                log.info(f"listening on {scheme}://{config.host}:{self.port}{config.path}")
-                if config.playground:
-                    log.info(f"playground on {'https' if ssl_context else 'http'}://{config.host}:{self.port}/")
-                task_status.started(self)
+                task_status.started(self)  # "listening on" is logged once the admin port is bound too
+
+    def not_ready_reason(self) -> str | None:
+        """Why a new client would be refused now, or None; what /readyz and openai_proxy_accepting say."""
+        if not self.accepting or self.port is None:
+            return "not accepting connections"
+        limit = self.config.max_connections
+        if limit and len(self.connections) >= limit:
+            return "at max connections"
+        return None
 
     async def shutdown(self) -> None:
         """P2.6: stop accepting, give sessions the grace, then close them with 1001."""
@@ -532,21 +532,27 @@ class ProxyServer:
             decision = attrs.evolve(decision, status=503, reason="shutting down")
         if decision.status is None and config.max_connections and len(self.connections) >= config.max_connections:
             decision = attrs.evolve(decision, status=503, reason="too many connections")
+        address = client_address(request.peer, request.headers, config.trusted_proxies)
         if decision.status is not None:
-            log.info("handshake rejected", extra={"status": decision.status, "reason": decision.reason})
+            log.info(
+                "handshake rejected", extra={"status": decision.status, "reason": decision.reason, "client_address": address}
+            )
             self.metrics.connection_ended("rejected", decision.status)
             await request.reject(decision.status, body=decision.reason.encode())
             return
         client = await request.accept(subprotocol=decision.subprotocol)
         connection_id = str(uuid.uuid4())
         connection_log = ConnectionLog(
-            log, {"connection_id": connection_id, "trace_id": decision.trace_id or connection_id}
+            log,
+            {"connection_id": connection_id, "trace_id": decision.trace_id or connection_id, "client_address": address},
         )
         connection = Connection(config, client, connection_id, connection_log, metrics=self.metrics)
         if not self.connections:
             self._all_closed = trio.Event()
         self.connections.add(connection)
         connection_log.info("client connected", extra={"direction": "client"})
+        if decision.trace_id_refused:  # P2.8: say why the records carry the connection id instead
+            connection_log.warning("client traceId not used", extra={"reason": decision.trace_id_refused})
         try:
             await connection.run()
         finally:

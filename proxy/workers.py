@@ -6,15 +6,16 @@ SO_REUSEPORT, so the kernel spreads new connections across them; there is no
 accept lock and nothing is shared after the fork. A session lives and dies in
 the worker that accepted it.
 
-The parent only forks, forwards SIGTERM/SIGINT as SIGTERM (each worker then
-drains as in P2.6), and waits. If a worker exits with an error, the parent
-stops the others and exits with that status, so the supervisor restarts the
-whole set. Workers run in their own process group: a terminal's Ctrl-C reaches
-the parent, which forwards it once, instead of every worker getting it twice.
+The parent (proxy/supervisor.py) forks, forwards SIGTERM/SIGINT as SIGTERM
+(each worker then drains as in P2.6), speaks systemd's notify protocol for
+the whole set, and starts a worker again if it dies. Workers run in their own
+process group: a terminal's Ctrl-C reaches the parent, which forwards it
+once, instead of every worker getting it twice.
 
 The admin listener (health and metrics) runs in the first worker only, since
-N workers cannot share one admin port usefully; its figures are that
-worker's.
+N workers cannot share one admin port usefully; each worker publishes its
+figures to a directory the parent made (proxy/worker_metrics.py), and the
+admin listener adds them up, so /metrics and /readyz speak for every worker.
 """
 
 from __future__ import annotations
@@ -22,51 +23,28 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import socket
+import tempfile
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
 
+from . import worker_metrics
 from .config import Config
+from .listeners import LISTEN_BACKLOG, open_shared_listeners  # noqa: F401 (re-exported)
+from .notify import Notifier
+from .supervisor import Supervisor, beat_interval
+
+if TYPE_CHECKING:
+    from .server import ProxyServer
 
 log = logging.getLogger("proxy")
 
-LISTEN_BACKLOG = 4096
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-async def open_shared_listeners(host: str, port: int, backlog: int = LISTEN_BACKLOG) -> list[trio.SocketListener]:
-    """Listeners on (host, port) with SO_REUSEPORT set, one per resolved address.
-
-    Like trio.open_tcp_listeners, but every worker can bind the same port.
-    """
-    addresses = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    listeners = []
-    seen = set()
-    try:
-        for family, kind, proto, _, address in addresses:
-            if (family, address) in seen:
-                continue
-            seen.add((family, address))
-            sock = trio.socket.socket(family, kind, proto)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                await sock.bind(address)
-                sock.listen(backlog)
-            except BaseException:
-                sock.close()
-                raise
-            listeners.append(trio.SocketListener(sock))
-    except BaseException:
-        for listener in listeners:
-            listener.socket.close()
-        raise
-    return listeners
 
 
 def reserve_port(host: str) -> tuple[socket.socket, int]:
@@ -93,61 +71,85 @@ def _die_with(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def run_workers(config: Config, serve_one: Callable[[Config], int]) -> int:
+class WorkerTag(logging.Filter):
+    """Stamps every record of a worker process with its slot number (the `worker` field)."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "worker", None) is None:
+            record.worker = self.index
+        return True
+
+
+@attrs.define
+class WorkerLink:
+    """A worker's side of the supervisor: readiness and heartbeats up its pipe, metrics into the shared directory.
+
+    The beats come from a Trio task, so they stop when the worker's event
+    loop stops running tasks, which is what the parent's watchdog watches.
+    """
+
+    index: int
+    beat_fd: int
+    beat_s: float
+    shared_dir: str
+
+    async def run(self, server: ProxyServer) -> None:
+        """Say READY, then beat and publish this worker's figures until cancelled."""
+        from .supervisor import BEAT, READY
+
+        self._send(READY)
+        while True:
+            worker_metrics.publish(server, self.shared_dir, self.index)
+            self._send(BEAT)
+            await trio.sleep(self.beat_s)
+
+    def _send(self, byte: bytes) -> None:
+        try:
+            os.write(self.beat_fd, byte)
+        except (BlockingIOError, BrokenPipeError):
+            pass  # a parent that is not reading will not ping systemd either
+
+    def view(self, server: ProxyServer) -> worker_metrics.AllWorkers:
+        """What the admin listener reports: this worker live, the others from their last publication."""
+        return worker_metrics.AllWorkers(server, self.shared_dir, self.index)
+
+
+def run_workers(config: Config, serve_one: Callable[[Config, WorkerLink], int]) -> int:
     """Fork `config.workers` processes that each run `serve_one`; returns the exit status."""
     count = config.workers
     probe = None
     if config.port == 0:
         probe, port = reserve_port(config.host)
         config = attrs.evolve(config, port=port)
-    children: dict[int, int] = {}
-    for index in range(count):
-        worker_config = config if index == 0 else attrs.evolve(config, admin_port=None)
-        parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # the worker
-            status = 1
-            try:
-                os.setpgid(0, 0)
-                _die_with(parent)
-                if probe is not None:
-                    probe.close()
-                status = serve_one(worker_config)
-            except BaseException:
-                log.exception("worker failed", extra={"worker": index})
-            finally:
-                logging.shutdown()
-                os._exit(status)
-        children[pid] = index
-    log.info(f"started {count} workers on port {config.port}", extra={"workers": count})
+    notifier = Notifier()  # the parent is systemd's main process: WATCHDOG_PID names it
+    beat_s = beat_interval(notifier.watchdog_interval_s)
+    shared_dir = tempfile.mkdtemp(prefix="openai-proxy-workers-")
+    parent = os.getpid()
 
-    stopping = False
-
-    def forward(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for pid in list(children):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-    status = 0
-    try:
-        while children:
-            pid, wait_status = os.wait()
-            index = children.pop(pid, None)
-            if index is None:
-                continue
-            code = os.waitstatus_to_exitcode(wait_status)
-            if code != 0 and not stopping:
-                log.error("worker exited; stopping the others", extra={"worker": index, "status": code})
-                status = code if code > 0 else 1
-                forward(signal.SIGTERM, None)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    def start(index: int, beat_fd: int) -> int:
+        os.setpgid(0, 0)
+        _die_with(parent)
         if probe is not None:
             probe.close()
-    return status
+        # The parent speaks to systemd for the set; a worker must not (its pid is not WATCHDOG_PID).
+        for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+            os.environ.pop(name, None)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(WorkerTag(index))
+        worker_config = config if index == 0 else attrs.evolve(config, admin_port=None)
+        return serve_one(worker_config, WorkerLink(index, beat_fd, beat_s, shared_dir))
+
+    scheme = "wss" if config.tls_cert_path else "ws"
+    supervisor = Supervisor(
+        count, start, notifier, status_text=f"{count} workers listening on {scheme}://{config.host}:{config.port}{config.path}"
+    )
+    try:
+        return supervisor.run()
+    finally:
+        shutil.rmtree(shared_dir, ignore_errors=True)
+        if probe is not None:
+            probe.close()

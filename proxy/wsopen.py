@@ -53,6 +53,15 @@ class FastRequest:
         return list(self._event.extra_headers)
 
     @property
+    def peer(self) -> str | None:
+        """The remote IP address of the connection (None if the socket cannot say)."""
+        stream = getattr(self._stream, "transport_stream", self._stream)  # under TLS, the TCP stream
+        try:
+            return str(stream.socket.getpeername()[0])
+        except (AttributeError, OSError):
+            return None
+
+    @property
     def proposed_subprotocols(self) -> tuple[str, ...]:
         return tuple(self._event.subprotocols)
 

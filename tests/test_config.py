@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -49,7 +50,7 @@ P8_TABLE = [
     ("OPENAI_PROXY_MAX_FRAME_BYTES", "2048", "max_frame_bytes", 2048),
     ("OPENAI_PROXY_UPSTREAM_CONNECT_TIMEOUT_S", "2.5", "upstream_connect_timeout_s", 2.5),
     ("OPENAI_PROXY_SHUTDOWN_GRACE_S", "3", "shutdown_grace_s", 3.0),
-    ("OPENAI_PROXY_AUTH_TOKENS", "a, b,,c", "auth_tokens", ("a", "b", "c")),
+    ("OPENAI_PROXY_AUTH_TOKENS", "a" * 16 + ", " + "b" * 16 + ",,c" + "c" * 15, "auth_tokens", ("a" * 16, "b" * 16, "c" * 16)),
     ("OPENAI_PROXY_ALLOWED_ORIGINS", "https://x.example", "allowed_origins", ("https://x.example",)),
     ("OPENAI_PROXY_MAX_CONNECTIONS", "50", "max_connections", 50),
     ("OPENAI_PROXY_GREETING", "speak", "greeting", "speak"),
@@ -58,7 +59,9 @@ P8_TABLE = [
     ("OPENAI_PROXY_TRANSCRIPTION_MODEL", "whisper-1", "transcription_model", "whisper-1"),
     ("OPENAI_PROXY_FUNCTION_CALL_DEADLINE_S", "5", "function_call_deadline_s", 5.0),
     ("OPENAI_PROXY_UPDATE_TIMEOUT_S", "7", "update_timeout_s", 7.0),
+    ("OPENAI_PROXY_TRANSCRIPT_WAIT_S", "0.5", "transcript_wait_s", 0.5),
     ("OPENAI_PROXY_ADMIN_PORT", "9090", "admin_port", 9090),
+    ("OPENAI_PROXY_ALLOW_INSECURE_UPSTREAM", "1", "allow_insecure_upstream", True),
 ]
 
 
@@ -89,7 +92,7 @@ def test_p8_interface_flags_exist():
         ("port", "--port", "OPENAI_PROXY_PORT", ("1111", "2222", "3333")),
         ("host", "--host", "OPENAI_PROXY_HOST", ("10.0.0.1", "10.0.0.2", "10.0.0.3")),
         ("path", "--path", "OPENAI_PROXY_PATH", ("/a", "/b", "/c")),
-        ("upstream_url", "--upstream-url", "OPENAI_REALTIME_URL", ("ws://a:1/x", "ws://b:2/x", "ws://c:3/x")),
+        ("upstream_url", "--upstream-url", "OPENAI_REALTIME_URL", ("wss://a:1/x", "wss://b:2/x", "wss://c:3/x")),
     ],
 )
 def test_p8_flag_beats_environment_beats_env_file(tmp_path, field, flag, variable, values):
@@ -152,6 +155,11 @@ def test_p8_log_level_and_the_debug_alias(empty_dir, environ, argv, level):
         ({"LOG_LEVEL": "loud"}, [], "LOG_LEVEL"),
         ({"OPENAI_API_KEY": ""}, [], "OPENAI_API_KEY"),
         ({"OPENAI_API_KEY": "sk with space"}, [], "OPENAI_API_KEY"),
+        ({"OPENAI_PROXY_AUTH_TOKENS": "1"}, [], "OPENAI_PROXY_AUTH_TOKENS"),
+        ({"OPENAI_PROXY_AUTH_TOKENS": "x" * 16 + "," + "y" * 15}, [], "OPENAI_PROXY_AUTH_TOKENS"),
+        ({"OPENAI_REALTIME_URL": "ws://api.openai.com/v1/realtime"}, [], "OPENAI_REALTIME_URL"),
+        ({}, ["--upstream-url", "ws://10.0.0.7:8000/v1/realtime"], "OPENAI_REALTIME_URL"),
+        ({"OPENAI_PROXY_ALLOW_INSECURE_UPSTREAM": "maybe"}, [], "OPENAI_PROXY_ALLOW_INSECURE_UPSTREAM"),
     ],
 )
 def test_bad_values_raise_one_error_naming_the_variable(empty_dir, environ, argv, named):
@@ -188,3 +196,99 @@ def test_missing_api_key_exits_2_with_one_line_before_binding(empty_dir):
 def test_bad_port_exits_2(empty_dir):
     assert_config_exit(run_proxy([], {**KEY, "OPENAI_PROXY_PORT": "http"}, empty_dir), "OPENAI_PROXY_PORT")
     assert_config_exit(run_proxy(["--port", "99999"], KEY, empty_dir), "OPENAI_PROXY_PORT")
+
+
+# ------------------------------------- exposure checks (issue 10, "Edges"; P1.5, P2.7)
+
+
+def test_short_client_tokens_are_refused_without_showing_them(empty_dir):
+    with pytest.raises(ConfigError) as raised:
+        load(environ={"OPENAI_PROXY_AUTH_TOKENS": "1,abcd," + "k" * 16}, cwd=empty_dir)
+    message = str(raised.value)
+    assert "OPENAI_PROXY_AUTH_TOKENS" in message and "16" in message
+    assert "abcd" not in message and "k" * 16 not in message
+    assert load(environ={"OPENAI_PROXY_AUTH_TOKENS": "k" * 16}, cwd=empty_dir).auth_tokens == ("k" * 16,)
+
+
+def test_short_token_exits_2_with_one_line(empty_dir):
+    result = run_proxy(["--port", "0"], {**KEY, "OPENAI_PROXY_AUTH_TOKENS": "1"}, empty_dir)
+    assert_config_exit(result, "OPENAI_PROXY_AUTH_TOKENS")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "wss://api.openai.com/v1/realtime",
+        "wss://10.0.0.7/v1/realtime",
+        "ws://127.0.0.1:9000/v1/realtime",
+        "ws://127.8.0.1:9000/v1/realtime",
+        "ws://localhost:9000/v1/realtime",
+        "ws://[::1]:9000/v1/realtime",
+    ],
+)
+def test_tls_or_loopback_upstream_is_accepted(empty_dir, url):
+    assert load(environ={"OPENAI_REALTIME_URL": url}, cwd=empty_dir).upstream_url == url
+
+
+@pytest.mark.parametrize(
+    "url", ["ws://api.openai.com/v1/realtime", "ws://10.0.0.7:8000/x", "ws://[2001:db8::1]/x", "ws://localhost.evil/x"]
+)
+def test_ws_upstream_to_another_host_is_refused_unless_allowed(empty_dir, url):
+    with pytest.raises(ConfigError, match="OPENAI_REALTIME_URL.*in clear.*OPENAI_PROXY_ALLOW_INSECURE_UPSTREAM"):
+        load(environ={"OPENAI_REALTIME_URL": url}, cwd=empty_dir)
+    allowed = load(environ={"OPENAI_REALTIME_URL": url, "OPENAI_PROXY_ALLOW_INSECURE_UPSTREAM": "1"}, cwd=empty_dir)
+    assert allowed.upstream_url == url and allowed.allow_insecure_upstream
+    # The bare flag means on, like `--allow-insecure-upstream 1`.
+    assert load(["--upstream-url", url, "--allow-insecure-upstream"], cwd=empty_dir).allow_insecure_upstream
+    assert not load(environ={"OPENAI_PROXY_ALLOW_INSECURE_UPSTREAM": "0"}, cwd=empty_dir).allow_insecure_upstream
+
+
+def test_ws_upstream_to_another_host_exits_2_with_one_line(empty_dir):
+    result = run_proxy(["--port", "0", "--upstream-url", "ws://api.openai.com/v1/realtime"], KEY, empty_dir)
+    assert_config_exit(result, "OPENAI_REALTIME_URL")
+
+
+@pytest.mark.parametrize(
+    "environ, expected",
+    [
+        ({}, []),
+        ({"OPENAI_PROXY_HOST": "localhost"}, []),
+        ({"OPENAI_PROXY_HOST": "::1"}, []),
+        ({"OPENAI_PROXY_HOST": "0.0.0.0"}, ["listening on 0.0.0.0 without client tokens"]),
+        ({"OPENAI_PROXY_HOST": "::"}, ["listening on :: without client tokens"]),
+        ({"OPENAI_PROXY_HOST": "0.0.0.0", "OPENAI_PROXY_AUTH_TOKENS": "t" * 16}, []),
+        (
+            {"OPENAI_REALTIME_URL": "ws://upstream.internal/x", "OPENAI_PROXY_ALLOW_INSECURE_UPSTREAM": "yes"},
+            ["ws:// to upstream.internal: the API key travels in clear"],
+        ),
+    ],
+)
+def test_startup_warnings(empty_dir, environ, expected):
+    from proxy.config import startup_warnings
+
+    warnings = startup_warnings(load(environ=environ, cwd=empty_dir))
+    assert len(warnings) == len(expected)
+    for warning, fragment in zip(warnings, expected, strict=True):
+        assert fragment in warning
+
+
+def test_the_daemon_logs_the_startup_warning(empty_dir):
+    """`python -m proxy --host 0.0.0.0` without tokens logs a warning before serving (run() is stubbed: nothing binds)."""
+    script = (
+        "import sys, proxy.app, proxy.__main__ as entry\n"
+        "proxy.app.run = lambda config: 0\n"
+        "sys.exit(entry.main(sys.argv[1:]))\n"
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("OPENAI_", "LOG_LEVEL"))}
+    result = subprocess.run(
+        [sys.executable, "-c", script, "--host", "0.0.0.0", "--port", "0"],
+        env={**env, **KEY},
+        cwd=empty_dir,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [record["level"] for record in records] == ["warning"]
+    assert "without client tokens (OPENAI_PROXY_AUTH_TOKENS)" in records[0]["message"]

@@ -123,3 +123,41 @@ def test_token_matches():
     assert not token_matches(["a"], ["b", "c"])
     assert not token_matches([], ["b"])
     assert not token_matches(["b"], [])
+
+
+# ---------------------------------------------- P2.8 (issue 10, "Edges")
+
+
+@pytest.mark.parametrize(
+    "trace_id",
+    ["trace-abc-123", "4bf92f3577b34da6a3ce929d0e0e4736", "00-4bf92f35-00f067aa-01", "a.b:c_d", "x" * 128],
+)
+def test_p2_8_a_plain_trace_id_is_used(trace_id):
+    decision = accept(f"/openai?traceId={trace_id}")
+    assert decision.trace_id == trace_id and decision.trace_id_refused is None
+
+
+@pytest.mark.parametrize(
+    "query, why",
+    [
+        ("traceId=" + "x" * 129, "longer than 128"),
+        ("traceId=" + "x" * 5000, "longer than 128"),
+        ("traceId=abc%0A12:00:00.000%20ERROR%20forged", "characters outside"),
+        ("traceId=abc%0D", "characters outside"),
+        ("traceId=%1B%5B2J", "characters outside"),
+        ("traceId=with%20space", "characters outside"),
+        ("traceId=caf%C3%A9", "characters outside"),
+    ],
+)
+def test_p2_8_a_long_or_unsafe_trace_id_falls_back_to_the_connection_id(query, why):
+    decision = accept(f"/openai?{query}")
+    assert decision.status is None  # the client is still served
+    assert decision.trace_id is None  # the server then uses the connection id
+    assert why in decision.trace_id_refused
+    assert "\n" not in decision.trace_id_refused and "forged" not in decision.trace_id_refused
+
+
+def test_p2_8_no_trace_id_is_no_refusal():
+    for target in ("/openai", "/openai?traceId="):
+        decision = accept(target)
+        assert decision.trace_id is None and decision.trace_id_refused is None

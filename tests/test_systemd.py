@@ -42,10 +42,11 @@ def test_rendered_unit_has_real_paths_and_the_promised_settings(tmp_path):
         line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#")
     )
     assert settings["Type"] == "notify"
-    assert settings["NotifyAccess"] == "all"  # workers (issue 6) notify from forked processes
+    assert settings["NotifyAccess"] == "main"  # with workers the parent notifies for the set (issue 13)
     assert settings["ExecStart"] == f"{sys.executable} -m proxy"
     assert settings["EnvironmentFile"] == str(tmp_path / "proxy.env")
     assert settings["Restart"] == "on-failure"
+    assert settings["RestartPreventExitStatus"] == "2"  # issue 13: a configuration error is not restarted
     assert settings["NoNewPrivileges"] == "yes"
     assert settings["ProtectSystem"] == "strict"
     assert settings["ProtectHome"] in ("yes", "read-only", "tmpfs")
@@ -54,6 +55,21 @@ def test_rendered_unit_has_real_paths_and_the_promised_settings(tmp_path):
     assert settings["WatchdogSec"]
     # The stop timeout must leave room for the default drain grace (P2.6).
     assert float(settings["TimeoutStopSec"]) > 10
+
+
+def test_render_service_without_service_out_writes_to_stdout_only(tmp_path):
+    """Issue 13: "no install, no root": without SERVICE_OUT nothing is written under SERVICE_DIR."""
+    target_dir = tmp_path / "systemd"
+    target_dir.mkdir()
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-s", "render-service", f"SERVICE_DIR={target_dir}",
+         f"SERVICE_PYTHON={sys.executable}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("# systemd unit for the proxy")
+    assert f"ExecStart={sys.executable} -m proxy" in result.stdout
+    assert list(target_dir.iterdir()) == []
 
 
 def test_systemd_analyze_verify(tmp_path):

@@ -11,12 +11,9 @@ reply says that it comes from the offline demo.
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from .fake_upstream import FakeConnection
 
 RATE = 24000
 # The real service sends audio faster than it plays; so does the fake, at
@@ -73,7 +70,20 @@ def synthesize(text: str, rate: int = RATE) -> bytes:
     return (np.clip(signal, -1.0, 1.0) * 32767).astype("<i2").tobytes()
 
 
-async def offline_reply(connection: FakeConnection, create: dict[str, Any] | None) -> None:
+class Turn(Protocol):
+    text: str | None
+    speech_ms: int | None
+
+
+class Replying(Protocol):
+    """What the agent needs of a fake connection (FakeConnection; a protocol keeps the imports one way)."""
+
+    def last_user_turn(self) -> Turn | None: ...
+    async def play_response(self, *, transcript: str, audio: bytes, chunk: int,
+                            create: dict[str, Any] | None, interval: float) -> str: ...
+
+
+async def offline_reply(connection: Replying, create: dict[str, Any] | None) -> None:
     """A responder for `FakeRealtime`: a spoken reply to the last user turn."""
     instructed = bool(((create or {}).get("response") or {}).get("instructions"))
     turn = connection.last_user_turn()

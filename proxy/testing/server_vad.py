@@ -11,15 +11,13 @@ when `interrupt_response` is on (both default to on, as in GA).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import MutableSequence
+from typing import Any, Protocol
 
 import attrs
 
 from .offline import spoken_placeholder
 from .vad import EnergyVad, SpeechStarted, SpeechStopped
-
-if TYPE_CHECKING:
-    from .fake_upstream import FakeConnection
 
 
 @attrs.frozen
@@ -31,10 +29,22 @@ class UserTurn:
     speech_ms: int | None = None
 
 
+class Listened(Protocol):
+    """What the VAD needs of a fake connection (FakeConnection; a protocol keeps the imports one way)."""
+
+    session: dict[str, Any]
+    user_turns: MutableSequence[UserTurn]
+
+    def new_id(self, prefix: str) -> str: ...
+    async def send(self, event: dict[str, Any]) -> None: ...
+    def interrupt(self) -> None: ...
+    def respond_when_idle(self) -> None: ...
+
+
 class ServerVad:
     """Server VAD for one fake connection; `feed` it the decoded audio of each append."""
 
-    def __init__(self, connection: FakeConnection) -> None:
+    def __init__(self, connection: Listened) -> None:
         self.connection = connection
         self._vad: EnergyVad | None = None
         self._speech_item: str | None = None

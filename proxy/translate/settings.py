@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-from ..audio import AudioFormat, UnsupportedAudio, check_format
+from .audio import AudioFormat, UnsupportedAudio, check_format
 from ..protocol import deepgram as dg
 
 # P4 voice row: the voices a Realtime session accepts by name.

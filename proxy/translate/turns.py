@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-from ..audio import OutboundStream
+from .audio import OutboundStream
 
 # Who asked for a response, which decides where its latency clock starts (P6.4).
 USER = "user"  # InjectUserMessage follow-up (P5.1)
@@ -45,6 +45,7 @@ class ActiveResponse:
     audio_content_index: int = 0
     upstream_audio_bytes: int = 0
     interrupted: bool = False
+    cancelled: bool = False  # by our response.cancel or a barge-in: its function calls are void
     audio_flushed: bool = False
 
 
@@ -104,3 +105,16 @@ class Update:
     tools: tuple[dict[str, Any], ...] | None = None
     voice: str | None = None
     event_id: str | None = None
+
+
+@attrs.define
+class Applied:
+    """What the upstream session currently has, as far as the proxy knows.
+
+    Set from the first Settings once acknowledged (P3.3) and changed only by
+    acknowledged updates (P5.7).
+    """
+
+    instructions: str = ""
+    tools: tuple[dict[str, Any], ...] = ()
+    voice: str | None = None

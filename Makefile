@@ -31,6 +31,12 @@ proxy: install-runtime
 test: install
 	$(PY) -m pytest -q $(ARGS)
 
+# Try it without a key: the proxy with an offline upstream inside, and the
+# playground page at http://127.0.0.1:8080/ (README "Try it without a key").
+.PHONY: demo
+demo: install-runtime
+	$(PY) -m proxy --demo $(ARGS)
+
 # Benchmark (bench/README.md): `make bench` is the short sweep (under 2 minutes),
 # `make bench-long` the long one. Not a test: nothing asserts timings.
 .PHONY: bench bench-long

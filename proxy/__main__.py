@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(config.log_level, config.log_format, secrets=(config.api_key, *config.auth_tokens))
     for warning in startup_warnings(config):
         logging.getLogger("proxy").warning(warning)
+    if config.demo:  # the offline demo: one process, an embedded upstream (proxy/demo.py)
+        from .demo import run_demo
+
+        return run_demo(config)
     return run(config)
 
 

@@ -49,6 +49,8 @@ async def serve(config: Config, notifier: Notifier | None = None, worker: Worker
             scheme = "wss" if config.tls_cert_path else "ws"
             # Only now is every listener bound: a busy admin port fails before this line.
             log.info(f"listening on {scheme}://{config.host}:{server.port}{config.path}")
+            if config.playground:
+                log.info(f"playground on {'https' if config.tls_cert_path else 'http'}://{config.host}:{server.port}/")
             notifier.notify("READY=1", f"STATUS=listening on {scheme}://{config.host}:{server.port}{config.path}")
             nursery.start_soon(notifier.watchdog)
             if worker is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import secrets
 import ssl
 from importlib import metadata
 from collections.abc import Callable, Mapping, Sequence
@@ -65,6 +66,10 @@ class Config:
     admin_port: int | None = None
     admin_host: str = "127.0.0.1"
     workers: int = 1
+    # Issue 13: the offline demo (an embedded fake upstream, no key, no
+    # network) and the browser playground at `/`.
+    demo: bool = False
+    playground: bool = False
     allow_insecure_upstream: bool = False
     # Peers whose X-Forwarded-For is believed (a reverse proxy on the same host or network).
     trusted_proxies: tuple[str, ...] = ()
@@ -260,6 +265,8 @@ SETTINGS: tuple[_Setting, ...] = (
     _setting("admin_host", "OPENAI_PROXY_ADMIN_HOST", _text, "health and metrics address"),
     _setting("workers", "OPENAI_PROXY_WORKERS", _workers, "processes sharing the port (0 = one per core)"),
     _setting("log_format", "OPENAI_PROXY_LOG_FORMAT", lambda n: _choice(n, LOG_FORMATS), "json|text"),
+    _setting("demo", "OPENAI_PROXY_DEMO", _switch, "offline demo: a built-in fake upstream, no key, no network"),
+    _setting("playground", "OPENAI_PROXY_PLAYGROUND", _switch, "serve the browser playground at / (on in the demo)"),
     _setting(
         "allow_insecure_upstream",
         "OPENAI_PROXY_ALLOW_INSECURE_UPSTREAM",
@@ -342,6 +349,13 @@ def load_config(
     values["log_level"] = _choice("LOG_LEVEL", LOG_LEVELS)(log_level)
 
     api_key = merged.get("OPENAI_API_KEY", "").strip()
+    if values.get("demo"):
+        # The demo never reaches OpenAI: a real key is not needed, and not
+        # used even when set; this throwaway one only opens the embedded fake.
+        api_key = "sk-offline-demo-" + secrets.token_hex(16)
+        values.setdefault("playground", True)
+        if values.get("workers", 1) > 1:
+            raise ConfigError("OPENAI_PROXY_DEMO runs one process; unset OPENAI_PROXY_WORKERS (or set it to 1)")
     if not api_key:
         raise ConfigError("OPENAI_API_KEY is not set (environment or .env); the proxy cannot reach OpenAI without it")
     if any(ch.isspace() for ch in api_key):

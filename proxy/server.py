@@ -518,6 +518,15 @@ class Connection:
                     self.log.warning("dropped binary frame from upstream", extra={"direction": "upstream"})  # P6.3
 
 
+def _playground(config: Config) -> Any:
+    """Issue 13: plain GETs of the playground page are answered on the listener when it is on."""
+    if not config.playground:
+        return None
+    from .playground import responder
+
+    return responder(config)
+
+
 @attrs.define
 class ProxyServer:
     """The listener: decides handshakes and runs one `Connection` per client."""
@@ -559,6 +568,7 @@ class ProxyServer:
                         handler_nursery=handlers,
                         max_message_size=config.max_frame_bytes,  # P5.11: bigger closes with 1009
                         connect_timeout=HANDSHAKE_TIMEOUT_S,
+                        plain_http=_playground(config),
                     )
                 )
                 self.port = listener_port(listeners[0])

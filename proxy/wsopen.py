@@ -87,9 +87,17 @@ class FastRequest:
         await self._stream.aclose()
 
 
-async def _server_handshake(stream: trio.abc.Stream, max_message_size: int) -> FastRequest | None:
-    """Read the upgrade request; None (after answering 4xx) when it is not one."""
+# Given the head of a request that is not a WebSocket upgrade, returns the
+# whole HTTP response to send, or None to answer as without it (the playground).
+PlainHttp = Callable[[bytes], "bytes | None"]
+
+
+async def _server_handshake(
+    stream: trio.abc.Stream, max_message_size: int, plain_http: PlainHttp | None = None
+) -> FastRequest | None:
+    """Read the upgrade request; None (after answering 4xx, or `plain_http`'s answer) when it is not one."""
     handshake = H11Handshake(ConnectionType.SERVER)
+    head = bytearray()  # what came before the error, for plain_http
     while True:
         try:
             data = await stream.receive_some(RECEIVE_BYTES)
@@ -97,12 +105,18 @@ async def _server_handshake(stream: trio.abc.Stream, max_message_size: int) -> F
             return None
         if not data:
             return None
+        if plain_http is not None:
+            head += data
         try:
             handshake.receive_data(data)
             for event in handshake.events():
                 if isinstance(event, Request):
                     return FastRequest(stream, handshake, event, max_message_size)
         except RemoteProtocolError as error:
+            answer = plain_http(bytes(head)) if plain_http is not None else None
+            if answer is not None:
+                await stream.send_all(answer)
+                return None
             hint = error.event_hint
             if hint is not None:
                 try:
@@ -119,6 +133,7 @@ async def serve_fast(
     handler_nursery: trio.Nursery,
     max_message_size: int,
     connect_timeout: float,
+    plain_http: PlainHttp | None = None,
     task_status: trio.TaskStatus[list[Any]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Accept on `listeners` until cancelled; run `handler(request)` for each upgrade request."""
@@ -129,7 +144,7 @@ async def serve_fast(
             with trio.move_on_after(connect_timeout):
                 if isinstance(stream, trio.SSLStream):
                     await stream.do_handshake()
-                request = await _server_handshake(stream, max_message_size)
+                request = await _server_handshake(stream, max_message_size, plain_http)
             if request is not None:
                 await handler(request)
         except (trio.BrokenResourceError, trio.ClosedResourceError):

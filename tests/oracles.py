@@ -7,14 +7,21 @@ field the schema does not name: "validates" means nothing extra on the wire.
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 import pydantic
 from deepgram.agent.v1 import types as dgt
 from deepgram.listen.v1.types import ListenV1Results
-from openai.types.realtime import RealtimeClientEvent
+from openai.types.realtime import RealtimeClientEvent, RealtimeServerEvent
 
 _client_event = pydantic.TypeAdapter(RealtimeClientEvent)
+# The union carries openai's own discriminator marker, which pydantic does not
+# read: look each event's model up by its `type` literal instead.
+_SERVER_EVENTS: dict[str, type[pydantic.BaseModel]] = {
+    typing.get_args(model.model_fields["type"].annotation)[0]: model
+    for model in typing.get_args(typing.get_args(RealtimeServerEvent)[0])
+}
 
 _DEEPGRAM_SERVER_MESSAGES: dict[str, type[pydantic.BaseModel]] = {
     "Welcome": dgt.AgentV1Welcome,
@@ -60,6 +67,14 @@ def validate_openai_client_event(event: dict[str, Any]) -> None:
     item_id = (event.get("item") or {}).get("id")
     if item_id is not None and len(item_id) > 32:
         raise ValueError(f"item id {item_id!r} longer than 32 characters (P1.6)")
+
+
+def validate_openai_server_event(event: dict[str, Any]) -> None:
+    """What the fake upstream sends must be a GA server event, nothing extra (its scripts stay honest)."""
+    model = _SERVER_EVENTS.get(event.get("type"))
+    if model is None:
+        raise ValueError(f"{event.get('type')!r} is not a GA server event")
+    _no_extras(model.model_validate(event))
 
 
 def validate_deepgram_server_message(message: dict[str, Any]) -> None:

@@ -3,24 +3,32 @@
 Start it in a nursery, point the proxy's upstream URL at `fake.url`, and
 script the conversation from the test:
 
-    fake = FakeRealtime(api_key="sk-test")
+    fake = FakeRealtime(api_key="sk-test", responder=None)  # None: the test answers
     await nursery.start(fake.serve)
     ...
     upstream = await fake.next_connection()
     create = await upstream.next("response.create")
-    await upstream.play_response(transcript="Hi there", audio=b"\\0" * 1920)
+    await upstream.play_response(transcript="Hi there", audio=b"\\0" * 1920, create=create)
 
 By default it behaves like the real service where a test rarely cares:
 `session.update` is answered by `session.updated`, a created item is
 acknowledged (`conversation.item.added`, then `.done`), a `response.create`
 is answered by `responder` (a spoken reply; set it to None to answer by hand),
 and a second concurrent `response.create` gets the real service's
-`conversation_already_has_active_response` error.
+`conversation_already_has_active_response` error. Leave `responder` on and
+also play a response by hand, and the proxy gets two responses to one request.
+
+With `server_vad=True` it also plays the service's server VAD on the audio it
+is sent (proxy/testing/server_vad.py), when the session asks for turn detection:
+`speech_started`, `speech_stopped`, the commit, the user item and a
+placeholder transcript, then a response from `responder`; speech during a
+response cancels it, as `interrupt_response` does.
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 import itertools
 import json
 from collections.abc import Awaitable, Callable
@@ -29,16 +37,22 @@ from typing import Any
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
-Responder = Callable[["FakeConnection", dict[str, Any]], Awaitable[None]]
+from .server_vad import ServerVad, UserTurn
+
+# Called with the `response.create` event, or None for a response the
+# server VAD created by itself (`create_response`).
+Responder = Callable[["FakeConnection", "dict[str, Any] | None"], Awaitable[None]]
 
 DEFAULT_REPLY = "Hello from the fake upstream."
 # What the live API says when a session reaches its maximum duration.
 EXPIRED_REASON = "Your session hit the maximum duration of 60 minutes."
+# The responders only ever look at the last user turn; a few more help a test.
+MAX_USER_TURNS = 64
 # 60 ms of quiet PCM16 at 24 kHz, in three 20 ms deltas.
 DEFAULT_AUDIO = b"\x01\x00" * 1440
 
 
-async def speak_reply(connection: FakeConnection, create: dict[str, Any]) -> None:
+async def speak_reply(connection: FakeConnection, create: dict[str, Any] | None) -> None:
     """The default responder: a spoken reply with `DEFAULT_REPLY` as transcript."""
     await connection.play_response(transcript=DEFAULT_REPLY, audio=DEFAULT_AUDIO, create=create)
 
@@ -56,6 +70,9 @@ class FakeRealtime:
         validate: Callable[[dict[str, Any]], None] | None = None,
         host: str = "127.0.0.1",
         max_duration_s: float | None = None,
+        port: int = 0,
+        server_vad: bool = False,
+        history: bool = True,
     ) -> None:
         self.api_key = api_key
         self.reject_status = reject_status
@@ -66,6 +83,11 @@ class FakeRealtime:
         # Like the live API's 60-minute limit, shortened for tests: each
         # connection ends with `expire()` once it is this old.
         self.max_duration_s = max_duration_s
+        self.server_vad = server_vad
+        # A test reads back every event and all the audio; a long run (the
+        # demo, python -m proxy.testing) keeps none of it, so memory stays flat.
+        self.history = history
+        self._bind_port = port  # 0: any free port
         self.port: int | None = None
         self.connections: list[FakeConnection] = []
         self.handshakes = 0
@@ -77,11 +99,11 @@ class FakeRealtime:
         return f"ws://{self.host}:{self.port}/v1/realtime?model=gpt-realtime"
 
     async def serve(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen on an ephemeral loopback port; runs until cancelled."""
+        """Listen on the port given (default: an ephemeral one) on loopback; runs until cancelled."""
         async with trio.open_nursery() as nursery:
             server = await nursery.start(
                 lambda task_status: serve_websocket(
-                    self._handle, self.host, 0, None, max_message_size=64 * 1024 * 1024, task_status=task_status
+                    self._handle, self.host, self._bind_port, None, max_message_size=64 * 1024 * 1024, task_status=task_status
                 )
             )
             self.port = server.port
@@ -111,7 +133,11 @@ class FakeRealtime:
         self.connections.append(connection)
         event, self._new_connection = self._new_connection, trio.Event()
         event.set()
-        await connection.run()
+        try:
+            await connection.run()
+        finally:
+            if not self.history:
+                self.connections.remove(connection)
 
 
 class FakeConnection:
@@ -123,6 +149,7 @@ class FakeConnection:
         self.headers = headers
         self.path = path
         self.received: list[dict[str, Any]] = []
+        self.sent: list[dict[str, Any]] = []  # every server event, in order (raw frames excepted)
         self.audio = bytearray()  # every input_audio_buffer.append, decoded, in order
         self.session: dict[str, Any] = {"type": "realtime", "instructions": "", "tools": []}
         self.reject_updates = False  # answer session.update with an error instead
@@ -136,6 +163,8 @@ class FakeConnection:
         self._ids = itertools.count(1)
         self._nursery: trio.Nursery | None = None
         self._cancelled: set[str] = set()
+        self.user_turns: collections.deque[UserTurn] = collections.deque(maxlen=MAX_USER_TURNS)
+        self._server_vad = ServerVad(self) if server.server_vad else None
 
     # ------------------------------------------------------------ test side
 
@@ -165,6 +194,8 @@ class FakeConnection:
     async def send(self, event: dict[str, Any]) -> None:
         """Send one server event; an `event_id` is added when missing."""
         event = {"event_id": f"event_{next(self._ids)}", **event}
+        if self.server.history:
+            self.sent.append(event)
         await self.socket.send_message(json.dumps(event))
 
     async def send_raw(self, frame: str | bytes) -> None:
@@ -196,6 +227,9 @@ class FakeConnection:
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_{next(self._ids)}"
 
+    def last_user_turn(self) -> UserTurn | None:
+        return self.user_turns[-1] if self.user_turns else None
+
     async def play_response(
         self,
         *,
@@ -219,8 +253,9 @@ class FakeConnection:
         base = {"response_id": response_id, "item_id": item_id, "output_index": 0, "content_index": 0}
         await self.send({"type": "response.output_item.added", "response_id": response_id, "output_index": 0,
                          "item": {"id": item_id, "type": "message", "role": "assistant", "status": "in_progress", "content": []}})
-        part_type = "output_text" if text else "output_audio"
-        await self.send({"type": "response.content_part.added", **base, "part": {"type": part_type}})
+        # The GA events name the part "text"/"audio" (the item's content says output_*).
+        part: dict[str, Any] = {"type": "text", "text": ""} if text else {"type": "audio", "transcript": ""}
+        await self.send({"type": "response.content_part.added", **base, "part": part})
         if text:
             await self.send({"type": "response.output_text.delta", **base, "delta": transcript})
             await self.send({"type": "response.output_text.done", **base, "text": transcript})
@@ -234,9 +269,12 @@ class FakeConnection:
                 await (trio.sleep(interval) if interval else trio.lowlevel.checkpoint())
             await self.send({"type": "response.output_audio.done", **base})
             await self.send({"type": "response.output_audio_transcript.done", **base, "transcript": transcript})
-        await self.send({"type": "response.content_part.done", **base, "part": {"type": part_type}})
+        part = {"type": "text", "text": transcript} if text else {"type": "audio", "transcript": transcript}
+        content = {"type": "output_text", "text": transcript} if text else {"type": "output_audio", "transcript": transcript}
+        await self.send({"type": "response.content_part.done", **base, "part": part})
         await self.send({"type": "response.output_item.done", "response_id": response_id, "output_index": 0,
-                         "item": {"id": item_id, "type": "message", "role": "assistant", "status": "completed"}})
+                         "item": {"id": item_id, "type": "message", "role": "assistant", "status": "completed",
+                                  "content": [content]}})
         await self.end_response(response_id, status=status, error=error)
         return response_id
 
@@ -251,6 +289,7 @@ class FakeConnection:
     async def end_response(self, response_id: str, *, status: str = "completed", error: dict[str, Any] | None = None) -> None:
         if self.active_response == response_id:
             self.active_response = None
+            self._notify()  # a VAD turn may be waiting for the slot
         details: dict[str, Any] | None = None
         if status != "completed":
             details = {"type": status}
@@ -284,6 +323,7 @@ class FakeConnection:
         await self.send({"type": "conversation.item.added", "item": {"id": item_id, "type": "message", "role": "user", "content": []}})
         await self.send({"type": "conversation.item.input_audio_transcription.completed", "item_id": item_id,
                          "content_index": 0, "transcript": transcript, "usage": {"type": "duration", "seconds": 1.2}})
+        self.user_turns.append(UserTurn(item_id, transcript))
         return item_id
 
     # ------------------------------------------------------- service side
@@ -323,7 +363,8 @@ class FakeConnection:
                 self.server.validate(event)
             except Exception as error:  # recorded for the test to assert on
                 self.validation_errors.append(f"{event.get('type')}: {error}")
-        self.received.append(event)
+        if self.server.history:
+            self.received.append(event)
         self._notify()
         try:
             await self._respond(event)
@@ -333,8 +374,12 @@ class FakeConnection:
     async def _respond(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "input_audio_buffer.append":
-            self.audio += base64.b64decode(event["audio"])
+            pcm = base64.b64decode(event["audio"])
+            if self.server.history:
+                self.audio += pcm
             self._notify()
+            if self._server_vad is not None:
+                await self._server_vad.feed(pcm)
         elif kind == "session.update":
             if self.ignore_updates:
                 return
@@ -348,6 +393,9 @@ class FakeConnection:
         elif kind == "conversation.item.create" and self.acknowledge_items:
             item = dict(event.get("item", {}))
             item.setdefault("id", self.new_id("item"))
+            if item.get("role") == "user":
+                typed = [part.get("text") for part in item.get("content", []) if part.get("type") == "input_text"]
+                self.user_turns.append(UserTurn(item["id"], " ".join(t for t in typed if t)))
             await self.send({"type": "conversation.item.added", "item": item})
             await self.send({"type": "conversation.item.done", "item": item})
         elif kind == "conversation.item.truncate":
@@ -366,15 +414,34 @@ class FakeConnection:
                 # Claim the slot now so a second response.create sees it taken.
                 self.active_response = "pending"
                 assert self._nursery is not None
-                self._nursery.start_soon(self._respond_with, self.server.responder, event)
+                self._nursery.start_soon(self._run_responder, event)
 
-    async def _respond_with(self, responder: Responder, create: dict[str, Any]) -> None:
-        # The proxy may close the session mid-response (a renewal, its client
-        # leaving): the reply ends there, as it does on the live service.
+    # ------------------------------------------- for the server VAD (server_vad.py)
+
+    def interrupt(self) -> None:
+        """Cancel the response being played, if any, as `interrupt_response` does."""
+        if self.active_response not in (None, "pending"):
+            self._cancelled.add(self.active_response)
+
+    def respond_when_idle(self) -> None:
+        """A response from `responder`, as soon as no other one is active (`create_response`)."""
+        if self.server.responder is not None:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._respond_when_idle)
+
+    async def _respond_when_idle(self) -> None:
+        # One response at a time: an interrupted one ends (cancelled) first.
+        while self.active_response is not None:
+            await self._wait_change()
+        self.active_response = "pending"
+        await self._run_responder(None)
+
+    async def _run_responder(self, create: dict[str, Any] | None) -> None:
+        assert self.server.responder is not None
         try:
-            await responder(self, create)
+            await self.server.responder(self, create)
         except ConnectionClosed:
-            pass
+            pass  # the proxy went away mid-reply; the connection's run() ends it
 
     def _notify(self) -> None:
         event, self._changed = self._changed, trio.Event()

@@ -59,12 +59,20 @@ class FunctionCalls:
         if self._calls is None or self._calls.response_id != event.response_id:
             if self._calls is not None:
                 self.log.warning("function calls left unanswered", extra={"response_id": self._calls.response_id})
+            self._new_call_round()
             self._calls = CallRound(response_id=event.response_id)
         self._calls.calls[event.call_id] = event.name
+        if self._latency is not None:
+            self._latency.tool(now)
+        # The request goes to the client first, then (server-side) the call starts.
+        client_side = event.name not in self._server_functions
         self._client(
             dg.FunctionCallRequest(
                 functions=(
-                    dg.FunctionCallRequestItem(id=event.call_id, name=event.name, arguments=event.arguments, client_side=True),
+                    dg.FunctionCallRequestItem(
+                        id=event.call_id, name=event.name, arguments=event.arguments, client_side=client_side
+                    ),
                 )
             )
         )
+        self._call_asked(event.response_id, event.call_id, event.name, event.arguments)

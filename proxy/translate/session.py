@@ -12,7 +12,7 @@ from __future__ import annotations
 import binascii
 import json
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Any
 
 import attrs
@@ -22,10 +22,17 @@ from ..audio import InboundStream, OutboundStream
 from ..protocol import deepgram as dg
 from ..protocol import openai as oa
 from ..protocol.converter import MessageError, structure
-from .actions import Action, CloseClient, ToClient, ToClientAudio, ToUpstream
+from .actions import Action, CancelTimer, CloseClient, ToClient, ToClientAudio, ToUpstream
 from .calls import FUNCTION_CALL_TIMER, FunctionCalls
+from .custom_events import CustomEvents
+from .endpoint_policy import FunctionHosts
+from .functions import CallInfo, ServerFunctions
+from .latency import TurnLatency
+from .listen import ListenUpdates
 from .settings import DEFAULT_OUTPUT, SessionPlan
 from .setup import SAY_VERBATIM, SessionSetup
+from .think_live import PRESENCE_TIMER, PresenceChecks, ThinkLiveSupport
+from .turn_control import TurnControl
 from .turns import (
     AGENT,
     PROMPT,
@@ -57,13 +64,26 @@ class SessionOptions:
     transcription_model: str = "gpt-4o-mini-transcribe"
     function_call_deadline_s: float = 20.0
     update_timeout_s: float = 10.0
+    # Server-side functions: the operator's host allowlist (empty: none).
+    function_hosts: FunctionHosts = attrs.field(default=FunctionHosts(), converter=lambda v: v if isinstance(v, FunctionHosts) else FunctionHosts.parse(v))
+    custom_event_types: tuple[str, ...] = ()  # __customToThinkProvider; empty = every GA type
+    forward_untranslated: bool = False  # __customFromThinkProvider
 
     @classmethod
     def from_config(cls, config: Any) -> SessionOptions:
         return cls(**{field.name: getattr(config, field.name) for field in attrs.fields(cls)})
 
 
-class Session(SessionSetup, FunctionCalls, LiveUpdates):
+class Session(
+    SessionSetup,
+    FunctionCalls,
+    ServerFunctions,
+    LiveUpdates,
+    ListenUpdates,
+    TurnControl,
+    ThinkLiveSupport,
+    CustomEvents,
+):
     """One client connection's translation state. Feed it events; act on what it returns."""
 
     def __init__(self, connection_id: str, options: SessionOptions, log: logging.LoggerAdapter | None = None):
@@ -103,6 +123,17 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
         self._updates: deque[Update] = deque()  # P5.7
         self._pending_update: Update | None = None
         self._unknown_types: set[str] = set()
+
+        # Deepgram V1 as of SDK 7.17 (README "Deepgram V1 coverage").
+        self._server_functions: dict[str, dg.FunctionEndpoint] = {}  # name -> endpoint
+        self._call_info: dict[str, CallInfo] = {}  # the current round's calls
+        self._cancelled_calls: OrderedDict[str, None] = OrderedDict()  # bounded, see functions.py
+        self._report_history = False  # Settings.flags.history
+        self._agent_language: str | None = None  # Settings.agent.language, for UpdateListen
+        self._latency: TurnLatency | None = None  # the active response's LatencyReport
+        self._transcript_at: float | None = None  # last user transcript, for stt_latency
+        self._presence: PresenceChecks | None = None  # Think Live presence checks
+        self._uncommitted_audio_bytes = 0  # appended since the last commit (ForceEndTurn)
 
     # ------------------------------------------------------------------ inputs
 
@@ -165,6 +196,7 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
             return self._flush()
         handler = _UPSTREAM_HANDLERS.get(event_type)
         if handler is None:
+            self._forward_untranslated(event)  # __customFromThinkProvider, when switched on
             if event_type in oa.KNOWN_SERVER_EVENTS:
                 self.log.debug("upstream event ignored", extra={"message_type": event_type})
             elif event_type not in self._unknown_types:
@@ -206,6 +238,8 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
             self._function_call_deadline(now)
         elif name == UPDATE_TIMER:
             self._update_deadline(now)
+        elif name == PRESENCE_TIMER:
+            self._presence_check_due(now)
         return self._flush()
 
     def going_away(self) -> list[Action]:
@@ -223,7 +257,9 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
         elif isinstance(message, dg.InjectUserMessage):
             self._inject_user_message(message, now)
         elif isinstance(message, dg.FunctionCallResponse):
-            self._function_call_response(message, now)
+            if not self._answer_refused(message):
+                self._function_call_response(message, now)
+                self._call_answered(message.id, message.content)
         elif isinstance(message, dg.InjectAgentMessage):
             self._inject_agent_message(message, now)
         elif isinstance(message, dg.UpdatePrompt):
@@ -232,10 +268,19 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
             self._update_speak(message, now)
         elif isinstance(message, dg.UpdateThink):
             self._update_think(message, now)
+        elif isinstance(message, dg.UpdateListen):
+            self._update_listen(message, now)
+        elif isinstance(message, dg.UpdateThinkLive):
+            self._update_think_live(message, now)
+        elif isinstance(message, dg.ForceEndTurn):
+            self._force_end_turn(now)
+        elif isinstance(message, dg.CustomToThinkProvider):
+            self._custom_to_think_provider(message)
 
     def _append_audio(self, data: bytes) -> None:
         assert self._audio_in is not None
         audio = self._audio_in.feed(data)
+        self._uncommitted_audio_bytes += len(audio)
         # P1.3: split anything that would exceed the per-append limit.
         for start in range(0, len(audio), MAX_APPEND_AUDIO_BYTES):
             self._upstream(oa.InputAudioBufferAppend(event_id=self._new_id("e"), audio=audio[start : start + MAX_APPEND_AUDIO_BYTES]))
@@ -256,6 +301,7 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
         )
         self._client(dg.ConversationText(role="user", content=message.content))
         self._awaiting_ack[item_id] = now
+        self._user_active()
 
     def _inject_agent_message(self, message: dg.InjectAgentMessage, now: float) -> None:
         """P5.3: make the agent say `message`, by behaviour."""
@@ -263,14 +309,19 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
         if behavior not in ("default", "queue", "interrupt"):
             self._error("INVALID_MESSAGE", f"InjectAgentMessage: behavior {behavior!r} is not default, queue or interrupt")
             return
-        if not message.message.strip():
-            self._error("INVALID_MESSAGE", "InjectAgentMessage: message must be a non-empty string")
+        if message.is_dynamic:
+            # The model writes the line: a plain response on the session's own
+            # instructions, so it stays in the agent's voice and context.
+            request = ResponseRequest(AGENT, message="(dynamic)")
+        elif message.message is None or not message.message.strip():
+            self._error("INVALID_MESSAGE", "InjectAgentMessage: message must be a non-empty string (or is_dynamic true)")
             return
-        request = ResponseRequest(AGENT, instructions=SAY_VERBATIM.format(message=message.message), message=message.message)
+        else:
+            request = ResponseRequest(AGENT, instructions=SAY_VERBATIM.format(message=message.message), message=message.message)
         busy = self._response_active or bool(self._response_queue)
         if behavior == "default":
             if self._user_speaking or busy:
-                self._client(dg.InjectionRefused(message=message.message))
+                self._client(dg.InjectionRefused(message=message.message or ""))
                 return
             self._request_response(request, now)
         elif behavior == "queue":
@@ -317,6 +368,15 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
         self._flush_response_audio(response)
         self._client(dg.AgentAudioDone())  # exactly once per response (P6)
         self._response = None
+        latency, self._latency = self._latency, None
+        if latency is not None and latency.first_token_at is not None:
+            # After each agent turn; a response that produced nothing was no turn.
+            self._client(latency.report())
+        # Think Live presence checks count from when the client has played it all.
+        playback_ends = now
+        if response.first_audio_at is not None and not response.interrupted:
+            playback_ends = max(now, response.first_audio_at + response.upstream_audio_bytes / self._output_format.upstream_bytes_per_ms / 1000)
+        self._arm_presence_check(playback_ends)
         # P6.1 pairs text and transcript within one response (response.done
         # comes after both), so the parts seen need not outlive it: without
         # this the set grows for as long as the connection lives.
@@ -371,6 +431,14 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
             out_of_band=out_of_band,
             request=request if ours else None,
         )
+        self._latency = TurnLatency(turn_end=turn_end)
+        stopped = self._speech_stopped_at
+        if kind == VOICE and stopped is not None:
+            self._latency.speech_stopped_at = stopped
+            if self._transcript_at is not None and self._transcript_at >= stopped:
+                self._latency.transcript_at = self._transcript_at
+        if self._presence is not None:
+            self._out.append(CancelTimer(PRESENCE_TIMER))
         self._client(dg.AgentThinking(content=""))
 
     def _on_audio_delta(self, event: dict[str, Any], now: float) -> None:
@@ -386,6 +454,8 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
             return
         if response.first_audio_at is None:
             response.first_audio_at = now
+            if self._latency is not None:
+                self._latency.audio(now)
             response.audio_item_id = event.get("item_id")
             response.audio_content_index = event.get("content_index", 0)
             ttt = max(0.0, response.created_at - response.turn_end)
@@ -446,6 +516,8 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
             code = (error.code or error.type) if error is not None else None
             message = error.message if error is not None and error.message else "the response failed"
             self._error(code or "response_failed", message)
+        if event.response.status == "cancelled":
+            self._calls_cancelled(event.response.id)  # cancelled or interrupted: no answers wanted
         if self._calls is not None and self._calls.response_id == event.response.id:
             self._calls.response_done = True
             if self._calls.complete:
@@ -455,6 +527,7 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
     def _on_speech_started(self, event: oa.SpeechStarted, now: float) -> None:
         self._client(dg.UserStartedSpeaking())  # P7: first
         self._user_speaking = True
+        self._user_active()
         track = self._last_audio
         response = self._response
         flowing = response is not None and response.first_audio_at is not None and not response.interrupted
@@ -478,7 +551,25 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
         self._client(dg.UtteranceEnd(channel=(0, 1), last_word_end=event.audio_end_ms / 1000))
 
     def _on_transcription(self, event: oa.TranscriptionCompleted, now: float) -> None:
+        self._transcript_at = now
+        latency = self._latency
+        if latency is not None and latency.speech_stopped_at is not None and latency.transcript_at is None:
+            latency.transcript_at = now
         self._client(dg.ConversationText(role="user", content=event.transcript))
+
+    def _on_text_delta(self, event: dict[str, Any], now: float) -> None:
+        # Transcript and text deltas: only the first of a response matters (LatencyReport).
+        if self._latency is not None and self._latency.first_text_at is None:
+            self._latency.text(now)
+
+    def _on_arguments_delta(self, event: dict[str, Any], now: float) -> None:
+        if self._latency is not None and self._latency.first_tool_at is None:
+            self._latency.tool(now)
+
+    def _on_buffer_committed(self, event: dict[str, Any], now: float) -> None:
+        # The upstream's VAD ended the turn (or the buffer was cleared):
+        # ForceEndTurn counts audio from here.
+        self._uncommitted_audio_bytes = 0
 
     def _on_error(self, event: oa.ErrorEvent, now: float) -> None:
         error = event.error
@@ -527,6 +618,9 @@ class Session(SessionSetup, FunctionCalls, LiveUpdates):
     def _client(self, message: dg.ServerMessage) -> None:
         if not self.closed:
             self._out.append(ToClient(message))
+            if self._report_history and type(message) is dg.ConversationText:
+                # Settings.flags.history: every message, in conversation order.
+                self._out.append(ToClient(dg.HistoryText(role=message.role, content=message.content)))
 
     def _error(self, code: str, description: str) -> None:
         self.log.info("error sent to client", extra={"error_code": code})
@@ -553,6 +647,11 @@ _UPSTREAM_HANDLERS: dict[str, tuple[type | None, Any]] = {
     "response.output_audio.done": (oa.OutputAudioDone, Session._on_audio_done),
     "response.output_audio_transcript.done": (oa.TranscriptDone, Session._on_transcript_done),
     "response.output_text.done": (oa.TextDone, Session._on_text_done),
+    "response.output_text.delta": (None, Session._on_text_delta),
+    "response.output_audio_transcript.delta": (None, Session._on_text_delta),
+    "response.function_call_arguments.delta": (None, Session._on_arguments_delta),
+    "input_audio_buffer.committed": (None, Session._on_buffer_committed),
+    "input_audio_buffer.cleared": (None, Session._on_buffer_committed),
     "response.function_call_arguments.done": (oa.FunctionCallArgumentsDone, Session._on_function_call),
     "response.done": (oa.ResponseEvent, Session._on_response_done),
     "input_audio_buffer.speech_started": (oa.SpeechStarted, Session._on_speech_started),

@@ -48,6 +48,7 @@ class SessionSetup:
                 settings,
                 turn_detection=self.options.turn_detection,
                 transcription_model=self.options.transcription_model,
+                function_hosts=self.options.function_hosts,
             )
         except InvalidSettings as error:
             self._error("INVALID_SETTINGS", str(error))
@@ -57,6 +58,11 @@ class SessionSetup:
         self._output_format = plan.output_format
         if plan.voice_ignored:
             self._client(dg.Warning(description=plan.voice_ignored, code="VOICE_IGNORED"))
+        for code, description in plan.warnings:
+            self._client(dg.Warning(description=description, code=code))
+        if plan.think_live is not None:
+            self._apply_think_live(plan.think_live)
+        self._agent_language = settings.agent.language if settings.agent is not None else None
         self._settings_event_id = self._upstream_session_update(plan.session)
 
     def _become_ready(self, now: float) -> None:
@@ -68,6 +74,8 @@ class SessionSetup:
         self._instructions = plan.instructions
         self._tools = plan.tools
         self._voice = plan.voice
+        self._server_functions = plan.server_functions
+        self._report_history = plan.report_history
         self._client(dg.SettingsApplied())
         for entry in plan.history:  # P3.4
             for item in _history_items(entry):

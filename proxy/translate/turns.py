@@ -91,6 +91,7 @@ class CallRound:
 PROMPT = "prompt"
 SPEAK = "speak"
 THINK = "think"
+LISTEN = "listen"
 
 
 @attrs.define
@@ -103,4 +104,5 @@ class Update:
     append_prompt: str | None = None
     tools: tuple[dict[str, Any], ...] | None = None
     voice: str | None = None
+    server_functions: dict[str, Any] | None = None  # UpdateThink: name -> endpoint
     event_id: str | None = None

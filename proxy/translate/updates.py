@@ -12,15 +12,17 @@ from __future__ import annotations
 from ..protocol import deepgram as dg
 from ..protocol import openai as oa
 from .actions import CancelTimer, StartTimer
-from .settings import tools_from, voice_from
-from .turns import PROMPT, SPEAK, THINK, Update
+from .settings import InvalidSettings, choose_speak, choose_think, server_functions_from, tools_from
+from .turns import LISTEN, PROMPT, SPEAK, THINK, Update
 
 UPDATE_TIMER = "update"
 
 
 class LiveUpdates:
     def _update_speak(self, message: dg.UpdateSpeak, now: float) -> None:
-        voice, ignored = voice_from(message.speak)
+        voice, ignored, unused = choose_speak(message.speak, "speak")
+        if unused:
+            self._client(dg.Warning(description=unused, code="FALLBACK_IGNORED"))
         if voice is None:
             # Nothing the upstream could use: say so, and acknowledge the
             # (unchanged) speak configuration so the client is not left waiting.
@@ -30,8 +32,25 @@ class LiveUpdates:
         self._queue_update(Update(SPEAK, {"audio": {"output": {"voice": voice}}}, voice=voice), now)
 
     def _update_think(self, message: dg.UpdateThink, now: float) -> None:
-        tools = tools_from(message.think.functions)
-        self._queue_update(Update(THINK, {"tools": list(tools)}, instructions=message.think.prompt or "", tools=tools), now)
+        think, unused = choose_think(message.think, "think")
+        try:
+            server_functions = server_functions_from(think.functions, self.options.function_hosts, "think")
+        except InvalidSettings as error:
+            self._error("INVALID_MESSAGE", f"UpdateThink: {error}")
+            return
+        if unused:
+            self._client(dg.Warning(description=unused, code="FALLBACK_IGNORED"))
+        tools = tools_from(think.functions)
+        self._queue_update(
+            Update(
+                THINK,
+                {"tools": list(tools)},
+                instructions=think.prompt or "",
+                tools=tools,
+                server_functions=server_functions,
+            ),
+            now,
+        )
 
     def _queue_update(self, update: Update, now: float) -> None:
         self._updates.append(update)
@@ -68,7 +87,15 @@ class LiveUpdates:
                 self._tools = update.tools
             if update.voice is not None:
                 self._voice = update.voice
-            self._client({PROMPT: dg.PromptUpdated, SPEAK: dg.SpeakUpdated, THINK: dg.ThinkUpdated}[update.kind]())
+            if update.server_functions is not None:
+                self._server_functions = update.server_functions
+            acknowledgement = {
+                PROMPT: dg.PromptUpdated,
+                SPEAK: dg.SpeakUpdated,
+                THINK: dg.ThinkUpdated,
+                LISTEN: dg.ListenUpdated,
+            }[update.kind]
+            self._client(acknowledgement())
         self._pump(now)
 
     def _update_deadline(self, now: float) -> None:

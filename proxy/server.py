@@ -33,7 +33,9 @@ from .handshake import decide
 from .metrics import TRANSLATION_SAMPLE_EVERY, Metrics
 from .protocol.deepgram import Error as ErrorMessage
 from .protocol.wire import encode_client, encode_upstream
+from .endpoints import call_endpoint
 from .translate import (
+    CallEndpoint,
     CancelTimer,
     CloseClient,
     Session,
@@ -48,6 +50,11 @@ from .upstream import connect_failure, error_chain, open_upstream
 from .wsopen import FastRequest, listener_port, serve_fast
 
 log = logging.getLogger("proxy")
+
+
+def session_hosts(session: Session) -> Any:
+    # The allowlist the session checked Settings against is the one the call obeys.
+    return session.options.function_hosts
 
 # Frames waiting between tasks. Small: memory channels are hand-offs, not
 # buffers; the only buffering the protocol allows is the session's hold (P2.2).
@@ -66,8 +73,13 @@ STALLED_PEER_TIMEOUT_S = 10.0
 HANDSHAKE_TIMEOUT_S = 10.0
 
 # What the readers and timers tell the translator.
-CLIENT_TEXT, CLIENT_AUDIO, UPSTREAM_TEXT, UPSTREAM_CLOSED, UPSTREAM_FAILED, TIMER, GOING_AWAY = range(7)
-EVENT_NAMES = ("client_text", "client_audio", "upstream_text", "upstream_closed", "upstream_failed", "timer", "going_away")
+CLIENT_TEXT, CLIENT_AUDIO, UPSTREAM_TEXT, UPSTREAM_CLOSED, UPSTREAM_FAILED, TIMER, GOING_AWAY, FUNCTION_RESULT = range(8)
+EVENT_NAMES = (
+    "client_text", "client_audio", "upstream_text", "upstream_closed", "upstream_failed", "timer", "going_away",
+    "function_result",
+)
+# Server-side function calls running at once per connection; more wait their turn.
+MAX_CONCURRENT_FUNCTION_CALLS = 4
 
 
 @attrs.frozen
@@ -106,6 +118,7 @@ class Connection:
     _upstream_queued: int = 0
     _frame_debug: bool = False  # frame-level log records only at debug
     _timers: dict[str, trio.CancelScope] = attrs.Factory(dict)
+    _function_calls: trio.CapacityLimiter = attrs.Factory(lambda: trio.CapacityLimiter(MAX_CONCURRENT_FUNCTION_CALLS))
     # How the client is closed if the connection is torn down without the
     # session having chosen (cancellation, a crash): 1011, or 1001 once the
     # server is going away (P2.6).
@@ -229,6 +242,8 @@ class Connection:
                 actions = session.upstream_closed(item[1], item[2], now)
             elif kind == UPSTREAM_FAILED:
                 actions = session.upstream_failed(item[1], item[2], now)
+            elif kind == FUNCTION_RESULT:
+                actions = session.function_result(item[1], item[2], now)
             else:
                 actions = session.going_away()
             if started:
@@ -284,6 +299,8 @@ class Connection:
                 nursery.start_soon(self._timer, action.name, scope)
             elif kind is CancelTimer:
                 self._cancel_timer(action.name)
+            elif kind is CallEndpoint:
+                nursery.start_soon(self._call_endpoint, action, session_hosts(session))
 
     def _write_client_now(self, frame: str | bytes) -> bool:
         """Write to the client now if nothing is queued for it; False: queue it."""
@@ -329,6 +346,18 @@ class Connection:
         if scope.cancelled_caught and self._timers.get(name) is scope and trio.current_time() >= scope.deadline:
             del self._timers[name]
             await self._inbound.send((TIMER, name))
+
+    async def _call_endpoint(self, action: CallEndpoint, hosts: Any) -> None:
+        """Run a server-side function; its output goes back to the translator as an event."""
+        async with self._function_calls:
+            output = await call_endpoint(
+                action.endpoint,
+                action.arguments,
+                hosts=hosts,
+                timeout_s=self.config.function_timeout_s,
+                max_response_bytes=self.config.function_max_response_bytes,
+            )
+        await self._inbound.send((FUNCTION_RESULT, action.call_id, output))
 
     async def _client_writer(self, frames: trio.MemoryReceiveChannel) -> None:
         client = self.client

@@ -27,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from proxy import audio  # noqa: E402
-from proxy.audio import AudioFormat, InboundStream, OutboundStream  # noqa: E402
+from proxy.translate import audio  # noqa: E402
+from proxy.translate.audio import AudioFormat, InboundStream, OutboundStream  # noqa: E402
 
 SESSION_SECONDS = 60
 

@@ -37,24 +37,28 @@ from .endpoints import call_endpoint
 from .translate import (
     CallEndpoint,
     CancelTimer,
+    ClientAudio,
+    ClientText,
     CloseClient,
+    FunctionResult,
+    GoingAway,
+    Opened,
     Session,
     SessionOptions,
     StartTimer,
+    TimerFired,
     ToClient,
     ToClientAudio,
     ToUpstream,
+    UpstreamClosed,
+    UpstreamFailed,
+    UpstreamText,
 )
 from .workers import open_shared_listeners
 from .upstream import connect_failure, error_chain, open_upstream
 from .wsopen import FastRequest, listener_port, serve_fast
 
 log = logging.getLogger("proxy")
-
-
-def session_hosts(session: Session) -> Any:
-    # The allowlist the session checked Settings against is the one the call obeys.
-    return session.options.function_hosts
 
 # Frames waiting between tasks. Small: memory channels are hand-offs, not
 # buffers; the only buffering the protocol allows is the session's hold (P2.2).
@@ -71,15 +75,9 @@ STALLED_PEER_TIMEOUT_S = 10.0
 # stranger that connects and stalls, or speaks plain HTTP to a TLS port, holds
 # a socket that long, not trio-websocket's default of 60 s.
 HANDSHAKE_TIMEOUT_S = 10.0
-
-# What the readers and timers tell the translator.
-CLIENT_TEXT, CLIENT_AUDIO, UPSTREAM_TEXT, UPSTREAM_CLOSED, UPSTREAM_FAILED, TIMER, GOING_AWAY, FUNCTION_RESULT = range(8)
-EVENT_NAMES = (
-    "client_text", "client_audio", "upstream_text", "upstream_closed", "upstream_failed", "timer", "going_away",
-    "function_result",
-)
 # Server-side function calls running at once per connection; more wait their turn.
 MAX_CONCURRENT_FUNCTION_CALLS = 4
+
 
 
 @attrs.frozen
@@ -119,6 +117,7 @@ class Connection:
     _frame_debug: bool = False  # frame-level log records only at debug
     _timers: dict[str, trio.CancelScope] = attrs.Factory(dict)
     _function_calls: trio.CapacityLimiter = attrs.Factory(lambda: trio.CapacityLimiter(MAX_CONCURRENT_FUNCTION_CALLS))
+    _function_hosts: Any = None  # the allowlist the session checked Settings against
     # How the client is closed if the connection is torn down without the
     # session having chosen (cancellation, a crash): 1011, or 1001 once the
     # server is going away (P2.6).
@@ -127,7 +126,9 @@ class Connection:
     async def run(self) -> None:
         """Serve the connection until either side ends; returns when all is closed."""
         session = Session(self.connection_id, SessionOptions.from_config(self.config), self.log)
-        inbound_send, inbound_recv = trio.open_memory_channel[tuple](CHANNEL_SIZE)
+        self._function_hosts = session.options.function_hosts
+        # What the readers and timers tell the translator: `proxy.translate.events`.
+        inbound_send, inbound_recv = trio.open_memory_channel[Any](CHANNEL_SIZE)
         client_send, client_recv = trio.open_memory_channel[Any](CHANNEL_SIZE)
         upstream_send, upstream_recv = trio.open_memory_channel[str](CHANNEL_SIZE)
         self._inbound = inbound_send
@@ -157,7 +158,7 @@ class Connection:
         """
         self._teardown_close = (1001, "server shutting down")
         try:
-            self._inbound.send_nowait((GOING_AWAY,))
+            self._inbound.send_nowait(GoingAway())
         except (trio.WouldBlock, trio.ClosedResourceError, AttributeError):
             pass
 
@@ -189,7 +190,7 @@ class Connection:
                 return
             metrics.frames_client_to_proxy += 1
             metrics.bytes_client_to_proxy += len(message)
-            item = (CLIENT_AUDIO, message) if type(message) is bytes else (CLIENT_TEXT, message)
+            item = ClientAudio(message) if type(message) is bytes else ClientText(message)
             # Hot path: hand over without a scheduling round-trip when there is room.
             try:
                 inbound.send_nowait(item)
@@ -205,7 +206,8 @@ class Connection:
         nursery: trio.Nursery,
     ) -> None:
         self._frame_debug = self.log.isEnabledFor(logging.DEBUG)
-        await self._act(session.start(trio.current_time()), to_client, to_upstream, nursery)
+        handle = session.handle
+        await self._act(handle(Opened(), trio.current_time()), to_client, to_upstream, nursery)
         metrics = self.metrics
         countdown = 0
         receive_nowait = inbound.receive_nowait
@@ -222,7 +224,6 @@ class Connection:
                     return
             except trio.EndOfChannel:
                 return
-            kind = item[0]
             now = trio.current_time()
             # Metrics: time one event in TRANSLATION_SAMPLE_EVERY through the session.
             countdown -= 1
@@ -230,24 +231,9 @@ class Connection:
             if countdown < 0:
                 countdown = TRANSLATION_SAMPLE_EVERY - 1
                 started = perf_counter_ns()
-            if kind == CLIENT_AUDIO:
-                actions = session.client_audio(item[1], now)
-            elif kind == UPSTREAM_TEXT:
-                actions = session.upstream_text(item[1], now)
-            elif kind == CLIENT_TEXT:
-                actions = session.client_text(item[1], now)
-            elif kind == TIMER:
-                actions = session.timer_fired(item[1], now)
-            elif kind == UPSTREAM_CLOSED:
-                actions = session.upstream_closed(item[1], item[2], now)
-            elif kind == UPSTREAM_FAILED:
-                actions = session.upstream_failed(item[1], item[2], now)
-            elif kind == FUNCTION_RESULT:
-                actions = session.function_result(item[1], item[2], now)
-            else:
-                actions = session.going_away()
+            actions = handle(item, now)
             if started:
-                metrics.translated(EVENT_NAMES[kind], perf_counter_ns() - started)
+                metrics.translated(item.NAME, perf_counter_ns() - started)
             await self._act(actions, to_client, to_upstream, nursery)
 
     async def _act(
@@ -296,11 +282,11 @@ class Connection:
                 self._cancel_timer(action.name)
                 scope = trio.CancelScope(deadline=action.deadline)
                 self._timers[action.name] = scope
-                nursery.start_soon(self._timer, action.name, scope)
+                nursery.start_soon(self._timer, action.name, action.token, scope)
             elif kind is CancelTimer:
                 self._cancel_timer(action.name)
             elif kind is CallEndpoint:
-                nursery.start_soon(self._call_endpoint, action, session_hosts(session))
+                nursery.start_soon(self._call_endpoint, action)
 
     def _write_client_now(self, frame: str | bytes) -> bool:
         """Write to the client now if nothing is queued for it; False: queue it."""
@@ -338,26 +324,26 @@ class Connection:
         if scope is not None:
             scope.cancel()
 
-    async def _timer(self, name: str, scope: trio.CancelScope) -> None:
+    async def _timer(self, name: str, token: int, scope: trio.CancelScope) -> None:
         # The deadline is the scope's: it "fires" by the scope expiring, and a
         # CancelTimer cancels it outright, which then sends nothing.
         with scope:
             await trio.sleep_forever()
         if scope.cancelled_caught and self._timers.get(name) is scope and trio.current_time() >= scope.deadline:
             del self._timers[name]
-            await self._inbound.send((TIMER, name))
+            await self._inbound.send(TimerFired(name, token))
 
-    async def _call_endpoint(self, action: CallEndpoint, hosts: Any) -> None:
+    async def _call_endpoint(self, action: CallEndpoint) -> None:
         """Run a server-side function; its output goes back to the translator as an event."""
         async with self._function_calls:
             output = await call_endpoint(
                 action.endpoint,
                 action.arguments,
-                hosts=hosts,
+                hosts=self._function_hosts,
                 timeout_s=self.config.function_timeout_s,
                 max_response_bytes=self.config.function_max_response_bytes,
             )
-        await self._inbound.send((FUNCTION_RESULT, action.call_id, output))
+        await self._inbound.send(FunctionResult(action.call_id, output))
 
     async def _client_writer(self, frames: trio.MemoryReceiveChannel) -> None:
         client = self.client
@@ -411,7 +397,7 @@ class Connection:
         if failure is not None:
             self.metrics.upstream_connect_failures += 1
             self.log.error("upstream connect failed", extra={"status": failure[0], "detail": log_detail or failure[1]})
-            await inbound.send((UPSTREAM_FAILED, *failure))
+            await inbound.send(UpstreamFailed(*failure))
             await trio.sleep_forever()  # the translator closes the client, which ends us
         self.metrics.upstream_connect.observe(trio.current_time() - started)
         self.log.info("upstream connected", extra={"direction": "upstream"})
@@ -449,15 +435,16 @@ class Connection:
                 reason = closed.reason
                 code = reason.code if reason else None
                 self.log.info("upstream closed", extra={"upstream_close_code": code, "direction": "upstream"})
-                await inbound.send((UPSTREAM_CLOSED, code, reason.reason if reason else None))
+                await inbound.send(UpstreamClosed(code, reason.reason if reason else None))
                 await trio.sleep_forever()  # the translator closes the client, which ends us
             metrics.frames_upstream_to_proxy += 1
             metrics.bytes_upstream_to_proxy += len(message)
             if type(message) is str:
+                item = UpstreamText(message)
                 try:
-                    inbound.send_nowait((UPSTREAM_TEXT, message))
+                    inbound.send_nowait(item)
                 except trio.WouldBlock:
-                    await inbound.send((UPSTREAM_TEXT, message))
+                    await inbound.send(item)
             else:
                 self.log.warning("dropped binary frame from upstream", extra={"direction": "upstream"})  # P6.3
 

@@ -13,13 +13,18 @@ from proxy.protocol.wire import encode_client, encode_upstream
 from proxy.testing import DEFAULT_SETTINGS
 from proxy.translate import (
     CancelTimer,
+    ClientAudio,
+    ClientText,
     CloseClient,
+    Opened,
     Session,
     SessionOptions,
     StartTimer,
+    TimerFired,
     ToClient,
     ToClientAudio,
     ToUpstream,
+    UpstreamText,
 )
 
 
@@ -30,9 +35,10 @@ class Harness:
         self.upstream: list[dict[str, Any]] = []
         self.client: list[dict[str, Any] | bytes] = []
         self.closed: CloseClient | None = None
-        self.timers: dict[str, float] = {}
+        self.timers: dict[str, float] = {}  # armed deadlines by name
+        self.tokens: dict[str, int] = {}  # and the token each StartTimer carried
         self._ids = 0
-        self.take(self.session.start(self.now))
+        self.take(self.session.handle(Opened(), self.now))
 
     # --- feeding
     def take(self, actions: list) -> list:
@@ -47,24 +53,25 @@ class Harness:
                 self.closed = action
             elif isinstance(action, StartTimer):
                 self.timers[action.name] = action.deadline
+                self.tokens[action.name] = action.token
             elif isinstance(action, CancelTimer):
                 self.timers.pop(action.name, None)
         return actions
 
     def send(self, message: dict[str, Any]) -> list:
-        return self.take(self.session.client_text(json.dumps(message), self.now))
+        return self.take(self.session.handle(ClientText(json.dumps(message)), self.now))
 
     def audio(self, data: bytes) -> list:
-        return self.take(self.session.client_audio(data, self.now))
+        return self.take(self.session.handle(ClientAudio(data), self.now))
 
     def up(self, event_type: str, **fields: Any) -> list:
         self._ids += 1
         event = {"type": event_type, "event_id": f"event_{self._ids}", **fields}
-        return self.take(self.session.upstream_text(json.dumps(event), self.now))
+        return self.take(self.session.handle(UpstreamText(json.dumps(event)), self.now))
 
     def fire(self, name: str) -> list:
         self.now = max(self.now, self.timers.pop(name))
-        return self.take(self.session.timer_fired(name, self.now))
+        return self.take(self.session.handle(TimerFired(name, self.tokens.pop(name)), self.now))
 
     def ready(self, settings: dict[str, Any] | None = None) -> None:
         self.send(settings or DEFAULT_SETTINGS)

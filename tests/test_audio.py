@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy import audio
-from proxy.audio import (
+from proxy.translate import audio
+from proxy.translate.audio import (
     AudioFormat,
     InboundStream,
     OutboundStream,

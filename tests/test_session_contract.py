@@ -293,7 +293,7 @@ def test_p5_5_rejected_voice_keeps_the_old_one():
                          "message": "voice cannot change after audio", "event_id": update["event_id"]})
     assert h.of_type("Error")[-1] == {"type": "Error", "code": "cannot_update_voice",
                                       "description": "speak update rejected: voice cannot change after audio"}
-    assert h.session._voice == "alloy"
+    assert h.session.applied.voice == "alloy"
     assert not h.of_type("SpeakUpdated")
 
 
@@ -433,7 +433,7 @@ def test_p6_1_dedupe_state_does_not_grow_across_responses():
         h.up("response.output_text.done", **part, text=f"answer {turn}")
         h.done(response_id)
     assert len(h.of_type("ConversationText")) == 50
-    assert len(h.session._texts_sent) == 0
+    assert h.session.speech.texts_remembered == 0
 
 
 def test_p1_1_json_in_a_binary_frame_is_audio_not_a_message():

@@ -16,7 +16,7 @@ import trio
 
 from proxy.protocol.wire import encode_client, encode_upstream
 from proxy.testing import DEFAULT_SETTINGS
-from proxy.translate import Session, SessionOptions, ToClient, ToUpstream
+from proxy.translate import ClientText, Opened, Session, SessionOptions, ToClient, ToUpstream
 
 from .oracles import validate_deepgram_server_message, validate_openai_client_event
 
@@ -35,9 +35,9 @@ def translate(settings_message: dict[str, Any], **options: Any) -> tuple[dict[st
     # AGENT's "book" function has an endpoint: its host must be allowed (server-side functions).
     options.setdefault("function_hosts", ("example.test",))
     session = Session("00000000-0000-4000-8000-000000000001", SessionOptions(**options))
-    session.start(0.0)
+    session.handle(Opened(), 0.0)
     upstream, client = [], []
-    for action in session.client_text(json.dumps(settings_message), 0.0):
+    for action in session.handle(ClientText(json.dumps(settings_message)), 0.0):
         if isinstance(action, ToUpstream):
             event = json.loads(encode_upstream(action.event))
             validate_openai_client_event(event)

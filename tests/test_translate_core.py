@@ -16,7 +16,20 @@ import pytest
 
 from proxy.protocol.wire import encode_client, encode_upstream
 from proxy.testing import DEFAULT_SETTINGS
-from proxy.translate import CloseClient, Session, SessionOptions, ToClient, ToClientAudio, ToUpstream
+from proxy.translate import (
+    ClientAudio,
+    ClientText,
+    CloseClient,
+    Opened,
+    Session,
+    SessionOptions,
+    ToClient,
+    ToClientAudio,
+    ToUpstream,
+    UpstreamClosed,
+    UpstreamFailed,
+    UpstreamText,
+)
 
 from .oracles import validate_deepgram_server_message, validate_openai_client_event
 
@@ -34,7 +47,7 @@ class Driver:
         self.closes: list[CloseClient] = []
         self.order: list[str] = []  # "up:<type>", "client:<type>", "client:<audio>", "close:<code>"
         self._event_ids = 0
-        self.take(self.session.start(self.now))
+        self.take(self.session.handle(Opened(), self.now))
 
     def take(self, actions: list) -> list:
         for action in actions:
@@ -58,18 +71,18 @@ class Driver:
 
     # --- inputs
     def send(self, message: Any) -> list:
-        return self.take(self.session.client_text(json.dumps(message), self.now))
+        return self.take(self.session.handle(ClientText(json.dumps(message)), self.now))
 
     def text(self, frame: str) -> list:
-        return self.take(self.session.client_text(frame, self.now))
+        return self.take(self.session.handle(ClientText(frame), self.now))
 
     def audio(self, data: bytes) -> list:
-        return self.take(self.session.client_audio(data, self.now))
+        return self.take(self.session.handle(ClientAudio(data), self.now))
 
     def up(self, event_type: str, **fields: Any) -> list:
         self._event_ids += 1
         event = {"type": event_type, "event_id": f"event_{self._event_ids}", **fields}
-        return self.take(self.session.upstream_text(json.dumps(event), self.now))
+        return self.take(self.session.handle(UpstreamText(json.dumps(event)), self.now))
 
     def settings(self, settings: dict[str, Any] | None = None) -> list:
         return self.send(settings or DEFAULT_SETTINGS)
@@ -646,7 +659,7 @@ def test_p6_3_unparseable_upstream_frame_is_dropped(frame):
     driver = Driver()
     driver.ready()
     driver.clear()
-    driver.take(driver.session.upstream_text(frame, driver.now))
+    driver.take(driver.session.handle(UpstreamText(frame), driver.now))
     assert driver.client == [] and driver.upstream == [] and driver.closes == []
     _response_created(driver)
     assert driver.of_type("AgentThinking")
@@ -678,7 +691,7 @@ def test_p2_3_upstream_connect_failure(status, code, close):
     driver = Driver()
     driver.settings()
     driver.clear()
-    driver.take(driver.session.upstream_failed(status, "ConnectionRefusedError", driver.now))
+    driver.take(driver.session.handle(UpstreamFailed(status, "ConnectionRefusedError"), driver.now))
     assert driver.order == ["client:Error", f"close:{close}"]
     assert driver.client[0]["code"] == code
 
@@ -688,7 +701,7 @@ def test_p2_4_upstream_close_codes(code, expected):
     driver = Driver()
     driver.ready()
     driver.clear()
-    driver.take(driver.session.upstream_closed(code, "bye", driver.now))
+    driver.take(driver.session.handle(UpstreamClosed(code, "bye"), driver.now))
     assert [c.code for c in driver.closes] == [expected]
     assert driver.closes[0].reason  # a short reason
     assert len(driver.closes[0].reason.encode()) <= 123  # fits a close frame
@@ -699,7 +712,7 @@ def test_p2_4_upstream_error_before_close_is_delivered_first():
     driver.ready()
     driver.clear()
     driver.up("error", error={"type": "invalid_request_error", "code": "session_max_duration", "message": "limit"})
-    driver.take(driver.session.upstream_closed(1000, "", driver.now))
+    driver.take(driver.session.handle(UpstreamClosed(1000, ""), driver.now))
     assert driver.order == ["client:Error", "close:1000"]
     # After the close nothing else leaves the session.
     driver.clear()

@@ -33,10 +33,14 @@ class CloseClient:
 
 @attrs.frozen
 class StartTimer:
-    """Arm (or re-arm) the named deadline at `deadline` on the Trio clock."""
+    """Arm (or re-arm) the named deadline at `deadline` on the Trio clock.
+
+    When it passes, feed back `TimerFired(name, token)` with this token.
+    """
 
     name: str
     deadline: float
+    token: int = 0
 
 
 @attrs.frozen

@@ -1,62 +1,72 @@
 """The translation state machine: Deepgram Voice Agent V1 <-> OpenAI Realtime GA.
 
-`Session` is fed what happened (a client frame, an upstream event, a deadline,
-the upstream closing) together with the time on the Trio clock, and returns
-the actions to take. It never touches a socket or reads a clock, so every
-rule of PROTOCOL.md can be tested by feeding it events. The Trio layer
-(`proxy.server`) owns the one task that calls it.
+`Session.handle(event, now)` is fed what happened (an event of `events`)
+together with the time on the Trio clock, and returns the actions to take.
+It never touches a socket or reads a clock, so every rule of PROTOCOL.md
+can be tested by feeding it events. The Trio layer (`proxy.server`) owns
+the one task that calls it.
+
+The session is a coordinator of small parts, each with its own state and a
+declared interface: `Setup` (P3 phases and the hold), `Responses` (one
+response at a time), `LiveUpdates` (P5.4-P5.7), `FunctionCalls` (P5.2) and
+`UserMessages` (P5.1) and `AgentOutput` (audio, text, barge-in), all writing to one `Outbox` and entering what they
+wait for in one `Waits` map. After every event `_advance` starts whatever
+the new state allows (the next update, the next response), so no handler
+has to remember to.
 """
 
 from __future__ import annotations
 
-import binascii
 import json
 import logging
-from collections import OrderedDict, deque
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 import orjson
 
-from ..audio import InboundStream, OutboundStream
 from ..protocol import deepgram as dg
 from ..protocol import openai as oa
 from ..protocol.converter import MessageError, structure
-from .actions import Action, CancelTimer, CloseClient, ToClient, ToClientAudio, ToUpstream
+from ..redact import Redactor
+from .actions import Action
+from .audio import InboundStream
 from .calls import FUNCTION_CALL_TIMER, FunctionCalls
 from .custom_events import CustomEvents
 from .endpoint_policy import FunctionHosts
-from .functions import CallInfo, ServerFunctions
-from .latency import TurnLatency
-from .listen import ListenUpdates
-from .settings import DEFAULT_OUTPUT, SessionPlan
-from .setup import SAY_VERBATIM, SessionSetup
-from .think_live import PRESENCE_TIMER, PresenceChecks, ThinkLiveSupport
-from .turn_control import TurnControl
-from .turns import (
-    AGENT,
-    PROMPT,
-    USER,
-    VOICE,
-    ActiveResponse,
-    AudioTrack,
-    CallRound,
-    ResponseRequest,
-    Update,
+from .events import (
+    ClientAudio,
+    ClientText,
+    Event,
+    FunctionResult,
+    GoingAway,
+    Opened,
+    TimerFired,
+    UpstreamClosed,
+    UpstreamFailed,
+    UpstreamText,
 )
+from .messages import ITEM_ACK_TIMER, UserMessages
+from .outbox import Outbox
+from .responses import ACTIVE_RESPONSE_CODE, Responses
+from .setup import SAY_VERBATIM, Setup, history_items
+from .functions import ServerFunctions
+from .latency import TurnLatency
+from .speech import AgentOutput
+from .states import SetupPhase
+from .think_live import PRESENCE_TIMER, ThinkLive
+from .turn_control import TurnControl
+from .turns import AGENT, FUNCTION, GREETING, USER, VOICE, ActiveResponse, Applied, ResponseRequest
 from .updates import UPDATE_TIMER, LiveUpdates
+from .waits import CANCEL, ITEM, RESPONSE, SETTINGS, UPDATE, Waits
 
 # P1.3: one append carries at most 15 MiB of base64, i.e. 15 MiB * 3/4 of
 # audio; kept even so a PCM16 sample is never split across two appends.
 MAX_APPEND_AUDIO_BYTES = (15 * 1024 * 1024 // 4) * 3 // 2 * 2
 
-# P6 error row: upstream codes that name an expected end of the session keep
-# their names; this one is a harmless race and becomes a Warning.
-ACTIVE_RESPONSE_CODE = "conversation_already_has_active_response"
-
 
 @attrs.frozen
 class SessionOptions:
+    # From the configuration (P8 names).
     max_held_frames: int = 256
     max_held_bytes: int = 4 * 1024 * 1024
     greeting: str = "text"  # P3.5: text | speak
@@ -65,187 +75,237 @@ class SessionOptions:
     function_call_deadline_s: float = 20.0
     update_timeout_s: float = 10.0
     # Server-side functions: the operator's host allowlist (empty: none).
-    function_hosts: FunctionHosts = attrs.field(default=FunctionHosts(), converter=lambda v: v if isinstance(v, FunctionHosts) else FunctionHosts.parse(v))
+    function_hosts: FunctionHosts = attrs.field(
+        default=FunctionHosts(), converter=lambda v: v if isinstance(v, FunctionHosts) else FunctionHosts.parse(v)
+    )
     custom_event_types: tuple[str, ...] = ()  # __customToThinkProvider; empty = every GA type
     forward_untranslated: bool = False  # __customFromThinkProvider
+    # Secrets that must never reach a client (P1.5): the API key and the tokens.
+    secrets: tuple[str, ...] = ()
+    # Fixed bounds (README, protocol notes).
+    item_ack_timeout_s: float = 2.0
+    max_queued_responses: int = 32
+    max_queued_updates: int = 32
+    max_pending_messages: int = 64
 
     @classmethod
     def from_config(cls, config: Any) -> SessionOptions:
-        return cls(**{field.name: getattr(config, field.name) for field in attrs.fields(cls)})
+        names = [f.name for f in attrs.fields(cls) if hasattr(config, f.name)]
+        secrets = (config.api_key, *config.auth_tokens)
+        return cls(**{name: getattr(config, name) for name in names if name != "secrets"}, secrets=tuple(secrets))
 
 
-class Session(
-    SessionSetup,
-    FunctionCalls,
-    ServerFunctions,
-    LiveUpdates,
-    ListenUpdates,
-    TurnControl,
-    ThinkLiveSupport,
-    CustomEvents,
-):
+class Session:
     """One client connection's translation state. Feed it events; act on what it returns."""
 
     def __init__(self, connection_id: str, options: SessionOptions, log: logging.LoggerAdapter | None = None):
         self.connection_id = connection_id
         self.options = options
         self.log = log or logging.LoggerAdapter(logging.getLogger("proxy.session"), {})
-        self._id_prefix = "px" + connection_id.replace("-", "")[:12]
-        self._next_id = 0
-        self._out: list[Action] = []
+        self.out = Outbox(connection_id, Redactor(options.secrets), self.log)
+        self.waits = Waits()
+        self.applied = Applied()
+        self.setup = Setup(
+            self.out,
+            self.waits,
+            max_held_frames=options.max_held_frames,
+            max_held_bytes=options.max_held_bytes,
+            turn_detection=options.turn_detection,
+            transcription_model=options.transcription_model,
+            function_hosts=options.function_hosts,
+        )
+        self.responses = Responses(self.out, self.waits, self.log, max_queued=options.max_queued_responses)
+        self.updates = LiveUpdates(
+            self.out,
+            self.waits,
+            self.applied,
+            timeout_s=options.update_timeout_s,
+            max_queued=options.max_queued_updates,
+            function_hosts=options.function_hosts,
+            transcription_model=options.transcription_model,
+        )
+        self.calls = FunctionCalls(self.out, self.log, deadline_s=options.function_call_deadline_s)
+        self.messages = UserMessages(
+            self.out, self.waits, self.log, ack_timeout_s=options.item_ack_timeout_s, max_pending=options.max_pending_messages
+        )
 
-        # P3: setup. `_settings_event_id` is set while the first session.update
-        # is in flight; `ready` once its session.updated arrived.
-        self._plan: SessionPlan | None = None
-        self._settings_event_id: str | None = None
-        self.ready = False
-        self.closed = False
-        # P2.2/P3.6: one budget for everything held until ready.
-        self._held: deque[tuple[str | bytes, Any]] = deque()
-        self._held_bytes = 0
+        self.speech = AgentOutput(self.out, self.log)
+        # Deepgram V1 as of SDK 7.17 (README "Deepgram V1 coverage").
+        self.functions = ServerFunctions(self.out, self.log, self.applied)
+        self.think_live = ThinkLive(self.out)
+        self.turns = TurnControl(self.out, self.log, turn_detection=options.turn_detection)
+        self.custom = CustomEvents(
+            self.out, allowed=options.custom_event_types, forward_untranslated=options.forward_untranslated
+        )
+        self._latency: TurnLatency | None = None  # the active response's LatencyReport
+        self._transcript_at: float | None = None  # the last user transcript, for stt_latency
 
         self._audio_in: InboundStream | None = None
-        self._output_format = DEFAULT_OUTPUT
-        self._instructions = ""
-        self._tools: tuple[dict[str, Any], ...] = ()
-        self._voice: str | None = None
-
-        # Responses: at most one at a time (P5.1, P5.3).
-        self._response: ActiveResponse | None = None
-        self._requested: ResponseRequest | None = None
-        self._response_queue: deque[ResponseRequest] = deque()
-        self._awaiting_ack: dict[str, float] = {}  # InjectUserMessage item id -> time sent
         self._user_speaking = False
         self._speech_stopped_at: float | None = None
-        self._last_audio: AudioTrack | None = None
-        self._texts_sent: set[tuple[str, int]] = set()  # P6.1
-        self._calls: CallRound | None = None  # P5.2
-        self._updates: deque[Update] = deque()  # P5.7
-        self._pending_update: Update | None = None
         self._unknown_types: set[str] = set()
 
-        # Deepgram V1 as of SDK 7.17 (README "Deepgram V1 coverage").
-        self._server_functions: dict[str, dg.FunctionEndpoint] = {}  # name -> endpoint
-        self._call_info: dict[str, CallInfo] = {}  # the current round's calls
-        self._cancelled_calls: OrderedDict[str, None] = OrderedDict()  # bounded, see functions.py
-        self._report_history = False  # Settings.flags.history
-        self._agent_language: str | None = None  # Settings.agent.language, for UpdateListen
-        self._latency: TurnLatency | None = None  # the active response's LatencyReport
-        self._transcript_at: float | None = None  # last user transcript, for stt_latency
-        self._presence: PresenceChecks | None = None  # Think Live presence checks
-        self._uncommitted_audio_bytes = 0  # appended since the last commit (ForceEndTurn)
+    @property
+    def ready(self) -> bool:
+        return self.setup.ready
 
-    # ------------------------------------------------------------------ inputs
+    @property
+    def closed(self) -> bool:
+        return self.out.closed
 
-    def start(self, now: float) -> list[Action]:
-        """P2.1: the Welcome, sent the moment the client is accepted."""
-        self._client(dg.Welcome(request_id=self.connection_id))
-        return self._flush()
+    # ------------------------------------------------------------ entry point
 
-    def client_text(self, text: str, now: float) -> list[Action]:
-        """A text frame from the client: one JSON message (P1.1)."""
+    def handle(self, event: Event, now: float) -> list[Action]:
+        """Feed one event; returns what to do, in order."""
+        _EVENT_HANDLERS[type(event)](self, event, now)
+        self._advance(now)
+        return self.out.take()
+
+    def _advance(self, now: float) -> None:
+        """Start what the state now allows (P5.1, P5.3, P5.7): the next update, the next response."""
+        if self.out.closed or not self.setup.ready or self.responses.busy:
+            return
+        self.updates.start_next(now)
+        self.responses.start_next(now)
+
+    # ----------------------------------------------------------------- events
+
+    def _opened(self, event: Opened, now: float) -> None:
+        self.out.client(dg.Welcome(request_id=self.connection_id))  # P2.1
+
+    def _client_text(self, event: ClientText, now: float) -> None:
+        """P1.1: one JSON message."""
+        text = event.text
         try:
             data = json.loads(text)
         except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
-            self._error("INVALID_MESSAGE", "message is not valid JSON")  # P5.10
-            return self._flush()
+            self.out.error("INVALID_MESSAGE", "message is not valid JSON")  # P5.10
+            return
         if not isinstance(data, dict):
-            self._error("INVALID_MESSAGE", "message must be a JSON object")
-            return self._flush()
+            self.out.error("INVALID_MESSAGE", "message must be a JSON object")
+            return
         message_type = data.get("type")
         cls = dg.CLIENT_MESSAGE_TYPES.get(message_type) if isinstance(message_type, str) else None
         if cls is None:
-            self._error("UNKNOWN_MESSAGE_TYPE", f"unknown or unsupported message type {message_type!r}")
-            return self._flush()
+            self.out.error("UNKNOWN_MESSAGE_TYPE", f"unknown or unsupported message type {message_type!r}")
+            return
         try:
             message = structure(data, cls)
         except MessageError as error:
             code = "INVALID_SETTINGS" if cls is dg.Settings else "INVALID_MESSAGE"
-            self._error(code, f"{message_type}: {error.path.replace('$.', '')} {error.problem}")
-            return self._flush()
+            self.out.error(code, f"{message_type}: {error.path.replace('$.', '')} {error.problem}")
+            return
 
+        phase = self.setup.phase
         if isinstance(message, dg.KeepAlive):
             pass  # P5.8
-        elif isinstance(message, dg.Settings) and self._plan is None:
-            self._on_first_settings(message)
-        elif not self.ready:
-            self._hold(message, len(text))
+        elif isinstance(message, dg.Settings) and phase is SetupPhase.AWAITING_SETTINGS:
+            self.setup.settings(message, now)
+            plan = self.setup.plan
+            if plan is not None:
+                self._audio_in = InboundStream(plan.input_format)
+                self.speech.output_format = plan.output_format
+                self.updates.agent_language = plan.agent_language
+                if plan.think_live is not None:
+                    self.think_live.configure(plan.think_live)
+        elif phase is not SetupPhase.READY:
+            self.setup.hold(message, len(text))
         else:
             self._dispatch(message, now)
-        return self._flush()
 
-    def client_audio(self, data: bytes, now: float) -> list[Action]:
-        """A binary frame from the client: microphone audio (P5.9)."""
-        if not self.ready:
-            self._hold(data, len(data))
+    def _client_audio(self, event: ClientAudio, now: float) -> None:
+        """P5.9: microphone audio."""
+        if not self.setup.ready:
+            self.setup.hold(event.data, len(event.data))
         else:
-            self._append_audio(data)
-        return self._flush()
+            self._append_audio(event.data)
 
-    def upstream_text(self, text: str, now: float) -> list[Action]:
+    def _upstream_text(self, event: UpstreamText, now: float) -> None:
         """One upstream server event (P6)."""
         try:
             # orjson: about a third of json's cost on the 50-a-second audio deltas.
-            event = orjson.loads(text)
-            event_type = event["type"]
+            data = orjson.loads(event.text)
+            event_type = data["type"]
             if not isinstance(event_type, str):
                 raise TypeError("type is not a string")  # a list or object would not even hash
         except (ValueError, TypeError, KeyError, RecursionError):
             # P6.3: logged and dropped; never kills the connection.
             self.log.warning("dropped upstream frame that is not a JSON event", extra={"direction": "upstream"})
-            return self._flush()
+            return
         handler = _UPSTREAM_HANDLERS.get(event_type)
         if handler is None:
-            self._forward_untranslated(event)  # __customFromThinkProvider, when switched on
+            self.custom.from_upstream(data)  # __customFromThinkProvider, when switched on
             if event_type in oa.KNOWN_SERVER_EVENTS:
                 self.log.debug("upstream event ignored", extra={"message_type": event_type})
             elif event_type not in self._unknown_types:
                 self._unknown_types.add(event_type)
                 self.log.warning("unknown upstream event type", extra={"message_type": event_type})
-            return self._flush()
+            return
         model_type, method = handler
         try:
-            payload = structure(event, model_type) if model_type is not None else event
+            payload = structure(data, model_type) if model_type is not None else data
         except MessageError as error:
             self.log.warning(
                 "dropped malformed upstream event",
                 extra={"message_type": event_type, "detail": f"{error.path} {error.problem}"},
             )
-            return self._flush()
+            if event_type == "response.done":
+                self._malformed_response_done(data, now)
+            return
         method(self, payload, now)
-        return self._flush()
 
-    def upstream_closed(self, code: int | None, reason: str | None, now: float) -> list[Action]:
+    def _upstream_closed(self, event: UpstreamClosed, now: float) -> None:
         """P2.4: the upstream closed; close the client promptly."""
-        if code == 1000:
+        if event.code == 1000:
             self._close(1000, "upstream closed the session")
         else:
-            self._close(1011, f"upstream closed abnormally ({code if code is not None else 'no code'})")
-        return self._flush()
+            self._close(1011, f"upstream closed abnormally ({event.code if event.code is not None else 'no code'})")
 
-    def upstream_failed(self, status: int | None, description: str, now: float) -> list[Action]:
-        """P2.3: the upstream could not be reached; `description` must hold no secret."""
-        if status in (401, 403):
-            self._error("UPSTREAM_UNAUTHORIZED", f"the upstream refused the proxy's credentials (HTTP {status})")
+    def _upstream_failed(self, event: UpstreamFailed, now: float) -> None:
+        """P2.3: the upstream could not be reached."""
+        if event.status in (401, 403):
+            self.out.error("UPSTREAM_UNAUTHORIZED", f"the upstream refused the proxy's credentials (HTTP {event.status})")
             self._close(1008, "upstream unauthorized")
         else:
-            self._error("UPSTREAM_UNAVAILABLE", f"cannot reach the upstream: {description}")
+            self.out.error("UPSTREAM_UNAVAILABLE", f"cannot reach the upstream: {event.description}")
             self._close(1011, "upstream unavailable")
-        return self._flush()
 
-    def timer_fired(self, name: str, now: float) -> list[Action]:
-        if name == FUNCTION_CALL_TIMER:
-            self._function_call_deadline(now)
-        elif name == UPDATE_TIMER:
-            self._update_deadline(now)
-        elif name == PRESENCE_TIMER:
-            self._presence_check_due(now)
-        return self._flush()
+    def _timer_fired(self, event: TimerFired, now: float) -> None:
+        if not self.out.timers.fired(event.name, event.token):
+            self.log.debug("stale timer ignored", extra={"timer": event.name})
+            return
+        if event.name == UPDATE_TIMER:
+            self.updates.deadline()
+        elif event.name == FUNCTION_CALL_TIMER:
+            asking = self.calls.asking_response
+            if self.calls.deadline():
+                active = self.responses.active
+                if active is not None and active.id == asking:
+                    self._end_response(self.responses.done(None), now)
+                self._request(ResponseRequest(FUNCTION))
+        elif event.name.startswith(ITEM_ACK_TIMER):
+            if self.messages.deadline(event.name):
+                self._request(ResponseRequest(USER))
+        elif event.name == PRESENCE_TIMER:
+            quiet = not (self.responses.busy or self.responses.queued or self._user_speaking or self.updates.pending)
+            request = self.think_live.due(quiet=quiet)
+            if request is not None:
+                self._request(request)
 
-    def going_away(self) -> list[Action]:
-        """P2.6: the server is shutting down and the grace has run out."""
-        self._close(1001, "server shutting down")
-        return self._flush()
+    def _function_result(self, event: FunctionResult, now: float) -> None:
+        """A server-side function's output: answered like a client's FunctionCallResponse."""
+        answer = self.functions.result(event.call_id, event.output, outstanding=self.calls.outstanding(event.call_id))
+        if answer is not None:
+            self._answer(answer, now)
+
+    def _answer(self, answer: dg.FunctionCallResponse, now: float) -> None:
+        due = self.calls.answered(answer, now)
+        self.functions.answered(answer.id, answer.content)
+        if due:
+            self._request(ResponseRequest(FUNCTION))
+
+    def _going_away(self, event: GoingAway, now: float) -> None:
+        self._close(1001, "server shutting down")  # P2.6
 
     # ----------------------------------------------------------- client side
 
@@ -253,312 +313,222 @@ class Session(
         if isinstance(message, bytes):
             self._append_audio(message)
         elif isinstance(message, dg.Settings):
-            self._client(dg.SettingsApplied())  # P3.1: a later Settings sends nothing upstream
+            self.out.client(dg.SettingsApplied())  # P3.1: a later Settings sends nothing upstream
         elif isinstance(message, dg.InjectUserMessage):
-            self._inject_user_message(message, now)
+            self.messages.inject(message, now)
+            self.think_live.user_active()
         elif isinstance(message, dg.FunctionCallResponse):
-            if not self._answer_refused(message):
-                self._function_call_response(message, now)
-                self._call_answered(message.id, message.content)
+            if not self.functions.refuse(message):
+                self._answer(message, now)
         elif isinstance(message, dg.InjectAgentMessage):
             self._inject_agent_message(message, now)
         elif isinstance(message, dg.UpdatePrompt):
-            self._queue_update(Update(PROMPT, {}, append_prompt=message.prompt), now)
+            self.updates.prompt(message)
         elif isinstance(message, dg.UpdateSpeak):
-            self._update_speak(message, now)
+            self.updates.speak(message)
         elif isinstance(message, dg.UpdateThink):
-            self._update_think(message, now)
+            self.updates.think(message)
         elif isinstance(message, dg.UpdateListen):
-            self._update_listen(message, now)
+            self.updates.listen(message)
         elif isinstance(message, dg.UpdateThinkLive):
-            self._update_think_live(message, now)
+            self.think_live.update(message)
         elif isinstance(message, dg.ForceEndTurn):
             self._force_end_turn(now)
         elif isinstance(message, dg.CustomToThinkProvider):
-            self._custom_to_think_provider(message)
+            self.custom.to_upstream(message)
+        self._advance(now)
 
     def _append_audio(self, data: bytes) -> None:
         assert self._audio_in is not None
         audio = self._audio_in.feed(data)
-        self._uncommitted_audio_bytes += len(audio)
+        self.turns.appended(len(audio))
         # P1.3: split anything that would exceed the per-append limit.
         for start in range(0, len(audio), MAX_APPEND_AUDIO_BYTES):
-            self._upstream(oa.InputAudioBufferAppend(event_id=self._new_id("e"), audio=audio[start : start + MAX_APPEND_AUDIO_BYTES]))
-
-    def _inject_user_message(self, message: dg.InjectUserMessage, now: float) -> None:
-        """P5.1: item, echo at once, response.create only after the upstream has the item."""
-        if not message.content.strip():
-            self._error("INVALID_MESSAGE", "InjectUserMessage: content must be a non-empty string")
-            return
-        item_id = self._new_id("i")
-        self._upstream(
-            oa.ConversationItemCreate(
-                event_id=self._new_id("e"),
-                item=oa.MessageItem(
-                    id=item_id, role="user", content=(oa.ContentPart(type="input_text", text=message.content),)
-                ),
+            self.out.upstream(
+                oa.InputAudioBufferAppend(event_id=self.out.new_id("e"), audio=audio[start : start + MAX_APPEND_AUDIO_BYTES])
             )
-        )
-        self._client(dg.ConversationText(role="user", content=message.content))
-        self._awaiting_ack[item_id] = now
-        self._user_active()
 
     def _inject_agent_message(self, message: dg.InjectAgentMessage, now: float) -> None:
         """P5.3: make the agent say `message`, by behaviour."""
         behavior = message.behavior or "default"
         if behavior not in ("default", "queue", "interrupt"):
-            self._error("INVALID_MESSAGE", f"InjectAgentMessage: behavior {behavior!r} is not default, queue or interrupt")
+            self.out.error("INVALID_MESSAGE", f"InjectAgentMessage: behavior {behavior!r} is not default, queue or interrupt")
             return
         if message.is_dynamic:
             # The model writes the line: a plain response on the session's own
             # instructions, so it stays in the agent's voice and context.
             request = ResponseRequest(AGENT, message="(dynamic)")
         elif message.message is None or not message.message.strip():
-            self._error("INVALID_MESSAGE", "InjectAgentMessage: message must be a non-empty string (or is_dynamic true)")
+            self.out.error("INVALID_MESSAGE", "InjectAgentMessage: message must be a non-empty string (or is_dynamic true)")
             return
         else:
             request = ResponseRequest(AGENT, instructions=SAY_VERBATIM.format(message=message.message), message=message.message)
-        busy = self._response_active or bool(self._response_queue)
         if behavior == "default":
-            if self._user_speaking or busy:
-                self._client(dg.InjectionRefused(message=message.message or ""))
+            if self._user_speaking or self.responses.busy or self.responses.queued:
+                self.out.client(dg.InjectionRefused(message=message.message or ""))
                 return
-            self._request_response(request, now)
+            self._request(request)
         elif behavior == "queue":
-            self._request_response(request, now)
+            self._request(request)
         else:  # interrupt: cancel what is speaking, then speak first (never two at once)
-            if self._response is not None:
-                self._upstream(oa.ResponseCancel(event_id=self._new_id("e"), response_id=self._response.id))
-            self._response_queue.appendleft(request)
-            self._pump(now)
+            if self.responses.active is not None:
+                self._cancel(self.responses.active.id, now)
+            self.responses.request(request, first=True)
 
-    # -------------------------------------------------------------- responses
+    def _force_end_turn(self, now: float) -> None:
+        assert self._audio_in is not None
+        if self.turns.force_end(user_speaking=self._user_speaking, bytes_per_ms=self._audio_in.format.upstream_bytes_per_ms):
+            self._user_speaking = False
+            self._speech_stopped_at = now
+            self.think_live.user_active()
+            self._request(ResponseRequest(USER))
 
-    @property
-    def _response_active(self) -> bool:
-        return self._response is not None or self._requested is not None
+    def _request(self, request: ResponseRequest) -> None:
+        self.responses.request(request)
 
-    def _request_response(self, request: ResponseRequest, now: float) -> None:
-        self._response_queue.append(request)
-        self._pump(now)
+    def _cancel(self, response_id: str, now: float) -> None:
+        event_id = self.out.new_id("e")
+        self.out.upstream(oa.ResponseCancel(event_id=event_id, response_id=response_id))
+        self.waits.add(CANCEL, event_id, now, response_id)
 
-    def _pump(self, now: float) -> None:
-        """Start what was waiting for the current response to end (P5.1, P5.3, P5.7)."""
-        if self._response_active or self.closed:
-            return
-        if self._pending_update is None and self._updates:
-            self._start_update(self._updates.popleft(), now)
-        if self._response_queue and not self._response_active:
-            self._send_response_create(self._response_queue.popleft(), now)
-
-    def _send_response_create(self, request: ResponseRequest, now: float) -> None:
-        request.event_id = self._new_id("e")
-        request.sent_at = now  # P6.4: the turn ends when the proxy asks for the response
-        params = None
-        if request.instructions is not None or request.out_of_band:
-            params = oa.ResponseParams(
-                instructions=request.instructions,
-                conversation="none" if request.out_of_band else None,
-                metadata={"proxy_request": request.event_id},
-            )
-        self._upstream(oa.ResponseCreate(event_id=request.event_id, response=params))
-        self._requested = request
-
-    def _end_response(self, response: ActiveResponse, now: float) -> None:
-        self._flush_response_audio(response)
-        self._client(dg.AgentAudioDone())  # exactly once per response (P6)
-        self._response = None
-        latency, self._latency = self._latency, None
-        if latency is not None and latency.first_token_at is not None:
-            # After each agent turn; a response that produced nothing was no turn.
-            self._client(latency.report())
-        # Think Live presence checks count from when the client has played it all.
-        playback_ends = now
-        if response.first_audio_at is not None and not response.interrupted:
-            playback_ends = max(now, response.first_audio_at + response.upstream_audio_bytes / self._output_format.upstream_bytes_per_ms / 1000)
-        self._arm_presence_check(playback_ends)
-        # P6.1 pairs text and transcript within one response (response.done
-        # comes after both), so the parts seen need not outlive it: without
-        # this the set grows for as long as the connection lives.
-        self._texts_sent.clear()
-
-    def _flush_response_audio(self, response: ActiveResponse) -> None:
-        if response.audio_flushed:
-            return
-        response.audio_flushed = True
-        if response.interrupted:
-            return
-        tail = response.output.flush()
-        if tail:
-            self._out.append(ToClientAudio(tail))
-
-    # ---------------------------------------------------------- upstream side
+    # ------------------------------------------------------------ setup (P3)
 
     def _on_session_updated(self, event: oa.SessionUpdated, now: float) -> None:
-        if not self.ready:
-            if self._settings_event_id is None:
-                return  # not ours: no Settings has been sent yet
+        phase = self.setup.phase
+        if phase is SetupPhase.SETTINGS_SENT:
             self._become_ready(now)
-        elif self._pending_update is not None:
-            self._finish_update(now)
+        elif phase is SetupPhase.READY:
+            self.updates.acknowledged()
+        # else: not ours, no Settings has been sent yet
+
+    def _become_ready(self, now: float) -> None:
+        """P3.3: SettingsApplied, context, greeting, then what was held."""
+        plan, held = self.setup.accepted()
+        self.applied.instructions = plan.instructions
+        self.applied.tools = plan.tools
+        self.applied.voice = plan.voice
+        self.applied.server_functions = plan.server_functions
+        self.out.report_history = plan.report_history
+        self.out.client(dg.SettingsApplied())
+        for entry in plan.history:  # P3.4
+            for item in history_items(entry):
+                self.out.upstream(oa.ConversationItemCreate(event_id=self.out.new_id("e"), item=item))
+        if plan.greeting:  # P3.5
+            self.out.upstream(
+                oa.ConversationItemCreate(
+                    event_id=self.out.new_id("e"),
+                    item=oa.MessageItem(role="assistant", content=(oa.ContentPart(type="output_text", text=plan.greeting),)),
+                )
+            )
+            self.out.client(dg.ConversationText(role="assistant", content=plan.greeting))
+            if self.options.greeting == "speak":
+                self._request(
+                    ResponseRequest(
+                        GREETING, instructions=SAY_VERBATIM.format(message=plan.greeting), out_of_band=True, message=plan.greeting
+                    )
+                )
+                self._advance(now)
+        for message in held:
+            if self.out.closed:
+                break
+            self._dispatch(message, now)
+
+    # ------------------------------------------------------ responses (P5, P6)
 
     def _on_item_acknowledged(self, event: oa.ItemEvent, now: float) -> None:
         # P5.1: created, added or done, whichever comes first; then exactly once.
-        if event.item.id is not None and self._awaiting_ack.pop(event.item.id, None) is not None:
-            self._request_response(ResponseRequest(USER), now)
+        if self.messages.acknowledged(event.item.id):
+            self._request(ResponseRequest(USER))
 
     def _on_response_created(self, event: oa.ResponseEvent, now: float) -> None:
-        request = self._requested
-        metadata = event.response.metadata or {}
-        ours = request is not None and (
-            metadata.get("proxy_request") == request.event_id or "proxy_request" not in metadata
+        active = self.responses.created(
+            event.response, now, speech_stopped_at=self._speech_stopped_at, output_format=self.speech.output_format
         )
-        if ours:
-            assert request is not None and request.sent_at is not None
-            self._requested = None
-            kind, turn_end, out_of_band = request.kind, request.sent_at, request.out_of_band
-        else:
-            # Created by the upstream's own turn detection: the turn ended at speech_stopped.
-            kind, turn_end, out_of_band = VOICE, self._speech_stopped_at or now, False
-        if self._response is not None:
-            self.log.warning("response.created while another response is active", extra={"response_id": event.response.id})
-        self._response = ActiveResponse(
-            id=event.response.id,
-            kind=kind,
-            turn_end=turn_end,
-            created_at=now,
-            output=OutboundStream(self._output_format),
-            out_of_band=out_of_band,
-            request=request if ours else None,
-        )
-        self._latency = TurnLatency(turn_end=turn_end)
+        self._latency = TurnLatency(turn_end=active.turn_end)
         stopped = self._speech_stopped_at
-        if kind == VOICE and stopped is not None:
+        if active.kind == VOICE and stopped is not None:
             self._latency.speech_stopped_at = stopped
             if self._transcript_at is not None and self._transcript_at >= stopped:
                 self._latency.transcript_at = self._transcript_at
-        if self._presence is not None:
-            self._out.append(CancelTimer(PRESENCE_TIMER))
-        self._client(dg.AgentThinking(content=""))
-
-    def _on_audio_delta(self, event: dict[str, Any], now: float) -> None:
-        response = self._response
-        if response is None or event.get("response_id") != response.id:
-            return
-        if response.interrupted:
-            return  # P7: every later delta of an interrupted response is dropped
-        try:
-            audio = binascii.a2b_base64(event["delta"])
-        except (KeyError, TypeError, binascii.Error):
-            self.log.warning("dropped audio delta that is not base64", extra={"response_id": response.id})
-            return
-        if response.first_audio_at is None:
-            response.first_audio_at = now
-            if self._latency is not None:
-                self._latency.audio(now)
-            response.audio_item_id = event.get("item_id")
-            response.audio_content_index = event.get("content_index", 0)
-            ttt = max(0.0, response.created_at - response.turn_end)
-            tts = max(0.0, now - response.created_at)
-            self._client(
-                dg.AgentStartedSpeaking(total_latency=round(ttt + tts, 4), tts_latency=round(tts, 4), ttt_latency=round(ttt, 4))
-            )
-            # An out-of-band response's item is not in the conversation, so
-            # there is nothing to truncate (P3.5, P7).
-            if response.audio_item_id is not None and not response.out_of_band:
-                self._last_audio = AudioTrack(
-                    item_id=response.audio_item_id,
-                    content_index=response.audio_content_index,
-                    first_audio_at=now,
-                    upstream_audio_bytes=0,
-                    bytes_per_ms=self._output_format.upstream_bytes_per_ms,
-                )
-        response.upstream_audio_bytes += len(audio)
-        if self._last_audio is not None and self._last_audio.item_id == response.audio_item_id:
-            self._last_audio.upstream_audio_bytes = response.upstream_audio_bytes
-        converted = response.output.feed(audio)
-        if converted:
-            self._out.append(ToClientAudio(converted))
-
-    def _on_audio_done(self, event: oa.OutputAudioDone, now: float) -> None:
-        if self._response is not None and event.response_id == self._response.id:
-            self._flush_response_audio(self._response)
-
-    def _on_transcript_done(self, event: oa.TranscriptDone, now: float) -> None:
-        self._assistant_text(event.response_id, event.item_id, event.content_index, event.transcript)
-
-    def _on_text_done(self, event: oa.TextDone, now: float) -> None:
-        self._assistant_text(event.response_id, event.item_id, event.content_index, event.text)
-
-    def _assistant_text(self, response_id: str, item_id: str, content_index: int, text: str) -> None:
-        response = self._response
-        if response is not None and response.id == response_id and response.out_of_band:
-            return  # P3.5: the spoken greeting was already sent as ConversationText
-        key = (item_id, content_index)
-        if key in self._texts_sent:
-            return  # P6.1: one ConversationText per content part
-        self._texts_sent.add(key)
-        self._client(dg.ConversationText(role="assistant", content=text))
+        self.think_live.agent_speaking()
+        self.out.client(dg.AgentThinking(content=""))
 
     def _on_response_done(self, event: oa.ResponseEvent, now: float) -> None:
-        response = self._response
-        if response is None or response.id != event.response.id:
-            if self._requested is not None and event.response.metadata and (
-                event.response.metadata.get("proxy_request") == self._requested.event_id
-            ):
-                self._requested = None  # ended before we saw it begin
-            self.log.debug("response.done for a response not active", extra={"response_id": event.response.id})
-        else:
-            self._end_response(response, now)
-        if event.response.status == "failed":
-            details = event.response.status_details
+        response = event.response
+        self._end_response(self.responses.done(response), now)
+        self._cancel_answered(response.id, response.status)
+        if response.status == "failed":
+            details = response.status_details
             error = details.error if details is not None else None
             code = (error.code or error.type) if error is not None else None
             message = error.message if error is not None and error.message else "the response failed"
-            self._error(code or "response_failed", message)
-        if event.response.status == "cancelled":
-            self._calls_cancelled(event.response.id)  # cancelled or interrupted: no answers wanted
-        if self._calls is not None and self._calls.response_id == event.response.id:
-            self._calls.response_done = True
-            if self._calls.complete:
-                self._follow_up_calls(now)
-        self._pump(now)
+            self.out.error(code or "response_failed", message)
+        if response.status == "cancelled":
+            # Cancelled or interrupted: its unanswered calls are not wanted any more.
+            self.functions.cancelled(self.calls.cancelled(response.id))
+        if self.calls.response_done(response.id):
+            self._request(ResponseRequest(FUNCTION))
 
-    def _on_speech_started(self, event: oa.SpeechStarted, now: float) -> None:
-        self._client(dg.UserStartedSpeaking())  # P7: first
-        self._user_speaking = True
-        self._user_active()
-        track = self._last_audio
-        response = self._response
-        flowing = response is not None and response.first_audio_at is not None and not response.interrupted
-        if flowing:
-            assert response is not None
-            response.interrupted = True
-        if track is not None and not track.truncated and (flowing or track.still_playing(now)):
-            track.truncated = True
-            self._upstream(
-                oa.ConversationItemTruncate(
-                    event_id=self._new_id("e"),
-                    item_id=track.item_id,
-                    content_index=track.content_index,
-                    audio_end_ms=track.heard_ms(now),
-                )
-            )
+    def _malformed_response_done(self, data: dict[str, Any], now: float) -> None:
+        """A response.done too malformed to model still ends its response: otherwise every later turn waits."""
+        response = data.get("response")
+        response_id = response.get("id") if isinstance(response, dict) else None
+        active = self.responses.active
+        if active is None or (isinstance(response_id, str) and response_id != active.id):
+            return
+        self._end_response(self.responses.done(None), now)
+        if self.calls.response_done(active.id):
+            self._request(ResponseRequest(FUNCTION))
 
-    def _on_speech_stopped(self, event: oa.SpeechStopped, now: float) -> None:
-        self._user_speaking = False
-        self._speech_stopped_at = now
-        self._client(dg.UtteranceEnd(channel=(0, 1), last_word_end=event.audio_end_ms / 1000))
+    def _cancel_answered(self, response_id: str, status: str | None) -> None:
+        """Our response.cancel waits end with the response's done (or the error that follows it)."""
+        for wait in list(self.waits.of_kind(CANCEL)):
+            # A cancel of an earlier response whose error never came is forgotten
+            # here, so the map stays as small as the responses in flight.
+            if wait.subject != response_id or status == "cancelled":
+                self.waits.discard(wait)
 
-    def _on_transcription(self, event: oa.TranscriptionCompleted, now: float) -> None:
-        self._transcript_at = now
-        latency = self._latency
-        if latency is not None and latency.speech_stopped_at is not None and latency.transcript_at is None:
-            latency.transcript_at = now
-        self._client(dg.ConversationText(role="user", content=event.transcript))
+    def _end_response(self, response: ActiveResponse | None, now: float) -> None:
+        if response is None:
+            return
+        self.speech.ended(response)
+        latency, self._latency = self._latency, None
+        if latency is not None and latency.first_token_at is not None:
+            # After each agent turn; a response that produced nothing was no turn.
+            self.out.client(latency.report())
+        # Think Live presence checks count from when the client has played it all.
+        playback_ends = now
+        if response.first_audio_at is not None and not response.interrupted:
+            played_s = response.upstream_audio_bytes / self.speech.output_format.upstream_bytes_per_ms / 1000
+            playback_ends = max(now, response.first_audio_at + played_s)
+        self.think_live.agent_turn_ended(playback_ends)
+
+    def _on_audio_delta(self, event: dict[str, Any], now: float) -> None:
+        active = self.responses.active
+        if active is not None and event.get("response_id") == active.id:
+            if self._latency is not None and self._latency.first_audio_at is None and not active.interrupted:
+                self._latency.audio(now)
+            self.speech.audio_delta(event, active, now)
+
+    def _on_audio_done(self, event: oa.OutputAudioDone, now: float) -> None:
+        active = self.responses.active
+        if active is not None and event.response_id == active.id:
+            self.speech.audio_done(active)
+
+    def _on_transcript_done(self, event: oa.TranscriptDone, now: float) -> None:
+        self.speech.text(self.responses.active, event.response_id, event.item_id, event.content_index, event.transcript)
+
+    def _on_text_done(self, event: oa.TextDone, now: float) -> None:
+        self.speech.text(self.responses.active, event.response_id, event.item_id, event.content_index, event.text)
+
+    def _on_function_call(self, event: oa.FunctionCallArgumentsDone, now: float) -> None:
+        if self._latency is not None:
+            self._latency.tool(now)
+        new_round = self.calls.requested(event, client_side=self.functions.client_side(event.name))
+        self.functions.asked(event.call_id, event.name, event.arguments, new_round=new_round)
 
     def _on_text_delta(self, event: dict[str, Any], now: float) -> None:
-        # Transcript and text deltas: only the first of a response matters (LatencyReport).
+        # Text and transcript deltas: only the first of a response matters (LatencyReport).
         if self._latency is not None and self._latency.first_text_at is None:
             self._latency.text(now)
 
@@ -567,74 +537,81 @@ class Session(
             self._latency.tool(now)
 
     def _on_buffer_committed(self, event: dict[str, Any], now: float) -> None:
-        # The upstream's VAD ended the turn (or the buffer was cleared):
+        # The upstream's VAD ended the turn, or the buffer was cleared:
         # ForceEndTurn counts audio from here.
-        self._uncommitted_audio_bytes = 0
+        self.turns.committed()
+
+    # ------------------------------------------------------- the user's turn
+
+    def _on_speech_started(self, event: oa.SpeechStarted, now: float) -> None:
+        self.out.client(dg.UserStartedSpeaking())  # P7: first
+        self._user_speaking = True
+        self.think_live.user_active()
+        self.speech.barge_in(self.responses.active, now)
+
+    def _on_speech_stopped(self, event: oa.SpeechStopped, now: float) -> None:
+        self._user_speaking = False
+        self._speech_stopped_at = now
+        self.out.client(dg.UtteranceEnd(channel=(0, 1), last_word_end=event.audio_end_ms / 1000))
+
+    def _on_transcription(self, event: oa.TranscriptionCompleted, now: float) -> None:
+        self._transcript_at = now
+        latency = self._latency
+        if latency is not None and latency.speech_stopped_at is not None and latency.transcript_at is None:
+            latency.transcript_at = now
+        self.out.client(dg.ConversationText(role="user", content=event.transcript))
+
+    # ---------------------------------------------------------------- errors
 
     def _on_error(self, event: oa.ErrorEvent, now: float) -> None:
+        """P6 error row; which request it rejects is the rule in `waits`."""
         error = event.error
-        if self._pending_update is not None and error.event_id == self._pending_update.event_id:
-            self._finish_update(now, error=error)
-            return
-        if self._settings_event_id is not None and error.event_id == self._settings_event_id:
-            # The first session.update was refused: the client may send a corrected Settings.
-            self._settings_event_id = None
-            self._plan = None
-            self._error(error.code or error.type, f"Settings rejected by the upstream: {error.message}")
-            return
+        wait = self.waits.match_error(error)
+        kind = wait.kind if wait is not None else None
+        if kind == SETTINGS:
+            self.setup.rejected(error)
+        elif kind == UPDATE:
+            assert wait is not None
+            self.updates.rejected(wait, error)
+        elif kind == ITEM:
+            assert wait is not None
+            self.messages.rejected(wait, error)
+        elif kind == RESPONSE:
+            assert wait is not None
+            self.responses.rejected(wait, error)
+            self._report(error)
+        elif kind == CANCEL:
+            self._report(error)
+        else:
+            if error.code == ACTIVE_RESPONSE_CODE:
+                self.responses.lost_race_unmatched(error, self._speech_stopped_at)
+            self._report(error)
+
+    def _report(self, error: oa.ErrorDetail) -> None:
         if error.code == ACTIVE_RESPONSE_CODE:
-            # Lost a race with the upstream's own turn detection: ask again
-            # once the response that won is done.
-            request = self._requested
-            active = self._response
-            if request is not None and error.event_id == request.event_id:
-                self._requested = None
-                self._response_queue.appendleft(request)
-            elif active is not None and active.request is not None and error.event_id == active.request.event_id:
-                # The winner came without our metadata and was taken for ours.
-                self._response_queue.appendleft(active.request)
-                active.request, active.kind = None, VOICE
-                active.turn_end = self._speech_stopped_at or active.created_at
-            self._client(dg.Warning(description=error.message, code=error.code))
-            return
-        self._error(error.code or error.type, error.message)
+            self.out.warning(error.code, error.message)
+        else:
+            self.out.error(error.code or error.type, error.message)
 
     # -------------------------------------------------------------- helpers
 
-    def _new_id(self, kind: str) -> str:
-        # P1.6: at most 32 characters: "px" + 12 hex + kind + counter.
-        self._next_id += 1
-        return f"{self._id_prefix}{kind}{self._next_id}"
-
-    def _upstream_session_update(self, session: dict[str, Any]) -> str:
-        event_id = self._new_id("e")
-        self._upstream(oa.SessionUpdate(event_id=event_id, session=session))
-        return event_id
-
-    def _upstream(self, event: oa.ClientEvent) -> None:
-        if not self.closed:
-            self._out.append(ToUpstream(event))
-
-    def _client(self, message: dg.ServerMessage) -> None:
-        if not self.closed:
-            self._out.append(ToClient(message))
-            if self._report_history and type(message) is dg.ConversationText:
-                # Settings.flags.history: every message, in conversation order.
-                self._out.append(ToClient(dg.HistoryText(role=message.role, content=message.content)))
-
-    def _error(self, code: str, description: str) -> None:
-        self.log.info("error sent to client", extra={"error_code": code})
-        self._client(dg.Error(description=description, code=code))
-
     def _close(self, code: int, reason: str) -> None:
-        if not self.closed:
-            self._out.append(CloseClient(code, reason))
-            self.closed = True
+        if not self.out.closed:
+            self.setup.close()
+            self.out.close(code, reason)
 
-    def _flush(self) -> list[Action]:
-        out, self._out = self._out, []
-        return out
 
+_EVENT_HANDLERS: dict[type, Callable[[Session, Any, float], None]] = {
+    Opened: Session._opened,
+    ClientText: Session._client_text,
+    ClientAudio: Session._client_audio,
+    UpstreamText: Session._upstream_text,
+    UpstreamClosed: Session._upstream_closed,
+    UpstreamFailed: Session._upstream_failed,
+    TimerFired: Session._timer_fired,
+    GoingAway: Session._going_away,
+    FunctionResult: Session._function_result,
+}
 
 _UPSTREAM_HANDLERS: dict[str, tuple[type | None, Any]] = {
     "session.updated": (oa.SessionUpdated, Session._on_session_updated),

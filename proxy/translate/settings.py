@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-from ..audio import AudioFormat, UnsupportedAudio, check_format
+from .audio import AudioFormat, UnsupportedAudio, check_format
 from ..protocol import deepgram as dg
 from .endpoint_policy import ALLOWED_METHODS, EndpointRefused, FunctionHosts
 
@@ -61,6 +61,7 @@ class SessionPlan:
     server_functions: dict[str, dg.FunctionEndpoint] = attrs.field(factory=dict)
     report_history: bool = False  # Settings.flags.history: send History messages
     think_live: dg.ThinkLive | None = None
+    agent_language: str | None = None  # the UpdateListen default
     # Further Warnings (code, description) to send with the session.update.
     warnings: tuple[tuple[str, str], ...] = ()
 
@@ -280,5 +281,6 @@ def plan_session(
         server_functions=server_functions,
         report_history=bool(settings.flags is not None and settings.flags.history),
         think_live=agent.think_live,
+        agent_language=agent.language,
         warnings=tuple(warnings),
     )

@@ -2,8 +2,11 @@
 
 The first valid Settings becomes one session.update (P3.1, P3.7); until the
 first session.updated, client frames are held within one budget (P2.2,
-P3.6); then SettingsApplied, context, greeting and the held frames, in that
-order (P3.3-P3.5). A part of `Session`, whose state it uses.
+P3.6). The phase moves along `SETUP_TRANSITIONS`: awaiting Settings ->
+Settings sent -> ready, back to awaiting Settings when the upstream rejects
+the first session.update (the client may send a corrected one), closed from
+anywhere. What "ready" then sends (SettingsApplied, context, greeting, the
+held frames; P3.3-P3.5) is `Session`'s, which owns the other parts.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from ..audio import InboundStream
 from ..protocol import deepgram as dg
 from ..protocol import openai as oa
-from .settings import InvalidSettings, plan_session
-from .turns import GREETING, ResponseRequest
+from .outbox import Outbox
+from .endpoint_policy import FunctionHosts
+from .settings import InvalidSettings, SessionPlan, plan_session
+from .states import SETUP_TRANSITIONS, Machine, SetupPhase
+from .waits import SETTINGS, Waits
 
 # P5.3, P3.5: how an injected agent message (or a spoken greeting) is said.
 SAY_VERBATIM = (
@@ -24,91 +29,87 @@ SAY_VERBATIM = (
 )
 
 
-class SessionSetup:
-    def _hold(self, message: Any, size: int) -> None:
-        """P2.2/P3.6: hold until ready, bounded; overflow closes with 1013."""
-        if (
-            len(self._held) >= self.options.max_held_frames
-            or self._held_bytes + size > self.options.max_held_bytes
-        ):
-            self._error(
-                "CLIENT_BUFFER_FULL",
-                f"more than {self.options.max_held_frames} frames or {self.options.max_held_bytes} bytes "
-                "arrived before the session was ready",
-            )
-            self._close(1013, "client buffer full")
-            return
-        self._held.append((message, size))
-        self._held_bytes += size
+class Setup:
+    """The setup phase, the plan of the first Settings, and the hold."""
 
-    def _on_first_settings(self, settings: dg.Settings) -> None:
+    def __init__(self, out: Outbox, waits: Waits, *, max_held_frames: int, max_held_bytes: int,
+                 turn_detection: str, transcription_model: str, function_hosts: FunctionHosts = FunctionHosts()) -> None:
+        self._function_hosts = function_hosts
+        self._out = out
+        self._waits = waits
+        self._machine = Machine(SetupPhase.AWAITING_SETTINGS, SETUP_TRANSITIONS)
+        self._max_frames = max_held_frames
+        self._max_bytes = max_held_bytes
+        self._turn_detection = turn_detection
+        self._transcription_model = transcription_model
+        self.plan: SessionPlan | None = None
+        # P2.2/P3.6: one budget for everything held until ready.
+        self._held: deque[Any] = deque()
+        self._held_bytes = 0
+
+    @property
+    def phase(self) -> SetupPhase:
+        return self._machine.phase
+
+    @property
+    def ready(self) -> bool:
+        return self._machine.phase is SetupPhase.READY
+
+    def settings(self, settings: dg.Settings, now: float) -> None:
         """P3.1/P3.7: the first valid Settings becomes one session.update."""
         try:
             plan = plan_session(
                 settings,
-                turn_detection=self.options.turn_detection,
-                transcription_model=self.options.transcription_model,
-                function_hosts=self.options.function_hosts,
+                turn_detection=self._turn_detection,
+                transcription_model=self._transcription_model,
+                function_hosts=self._function_hosts,
             )
         except InvalidSettings as error:
-            self._error("INVALID_SETTINGS", str(error))
+            self._out.error("INVALID_SETTINGS", str(error))
             return
-        self._plan = plan
-        self._audio_in = InboundStream(plan.input_format)
-        self._output_format = plan.output_format
+        self.plan = plan
         if plan.voice_ignored:
-            self._client(dg.Warning(description=plan.voice_ignored, code="VOICE_IGNORED"))
+            self._out.warning("VOICE_IGNORED", plan.voice_ignored)
         for code, description in plan.warnings:
-            self._client(dg.Warning(description=description, code=code))
-        if plan.think_live is not None:
-            self._apply_think_live(plan.think_live)
-        self._agent_language = settings.agent.language if settings.agent is not None else None
-        self._settings_event_id = self._upstream_session_update(plan.session)
+            self._out.warning(code, description)
+        event_id = self._out.new_id("e")
+        self._out.upstream(oa.SessionUpdate(event_id=event_id, session=plan.session))
+        self._waits.add(SETTINGS, event_id, now)
+        self._machine.move(SetupPhase.SETTINGS_SENT)
 
-    def _become_ready(self, now: float) -> None:
-        """P3.3: SettingsApplied, context, greeting, then what was held."""
-        plan = self._plan
-        assert plan is not None
-        self.ready = True
-        self._settings_event_id = None
-        self._instructions = plan.instructions
-        self._tools = plan.tools
-        self._voice = plan.voice
-        self._server_functions = plan.server_functions
-        self._report_history = plan.report_history
-        self._client(dg.SettingsApplied())
-        for entry in plan.history:  # P3.4
-            for item in _history_items(entry):
-                self._upstream(oa.ConversationItemCreate(event_id=self._new_id("e"), item=item))
-        if plan.greeting:  # P3.5
-            self._upstream(
-                oa.ConversationItemCreate(
-                    event_id=self._new_id("e"),
-                    item=oa.MessageItem(
-                        role="assistant", content=(oa.ContentPart(type="output_text", text=plan.greeting),)
-                    ),
-                )
+    def hold(self, message: Any, size: int) -> None:
+        """P2.2/P3.6: hold until ready, bounded; overflow closes with 1013."""
+        if len(self._held) >= self._max_frames or self._held_bytes + size > self._max_bytes:
+            self._out.error(
+                "CLIENT_BUFFER_FULL",
+                f"more than {self._max_frames} frames or {self._max_bytes} bytes arrived before the session was ready",
             )
-            self._client(dg.ConversationText(role="assistant", content=plan.greeting))
-            if self.options.greeting == "speak":
-                self._request_response(
-                    ResponseRequest(
-                        GREETING,
-                        instructions=SAY_VERBATIM.format(message=plan.greeting),
-                        out_of_band=True,
-                        message=plan.greeting,
-                    ),
-                    now,
-                )
-        held, self._held = self._held, deque()
+            self.close()
+            self._out.close(1013, "client buffer full")
+            return
+        self._held.append(message)
+        self._held_bytes += size
+
+    def accepted(self) -> tuple[SessionPlan, list[Any]]:
+        """The first session.updated: ready; returns the plan and what was held, in order."""
+        assert self.plan is not None
+        self._waits.discard(self._waits.first(SETTINGS))
+        self._machine.move(SetupPhase.READY)
+        held, self._held = list(self._held), deque()
         self._held_bytes = 0
-        for message, _size in held:
-            if self.closed:
-                break
-            self._dispatch(message, now)
+        return self.plan, held
+
+    def rejected(self, error: oa.ErrorDetail) -> None:
+        """The first session.update was refused: wait for a corrected Settings (P3.7)."""
+        self.plan = None
+        self._machine.move(SetupPhase.AWAITING_SETTINGS)
+        self._out.error(error.code or error.type, f"Settings rejected by the upstream: {error.message}")
+
+    def close(self) -> None:
+        self._machine.move(SetupPhase.CLOSED)
 
 
-def _history_items(entry: dg.HistoryMessage) -> list[oa.Item]:
+def history_items(entry: dg.HistoryMessage) -> list[oa.Item]:
     """P3.4: one context entry -> the conversation items it stands for."""
     if entry.function_calls:
         items: list[oa.Item] = []

@@ -13,7 +13,6 @@ asks the model for one short line checking that the user is still there; at
 most `presence_check_max_count` times in a row, the count starting over
 whenever the user speaks. They run only when `presence_check_max_count` is
 given and above 0 (Deepgram's own default is not documented).
-A part of `Session`.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from __future__ import annotations
 import attrs
 
 from ..protocol import deepgram as dg
-from .actions import CancelTimer, StartTimer
+from .outbox import Outbox
 from .turns import AGENT, ResponseRequest
 
 PRESENCE_TIMER = "presence"
@@ -70,37 +69,44 @@ def presence_from(think_live: dg.ThinkLive | None) -> PresenceChecks | None:
     return PresenceChecks(max_count=provider.presence_check_max_count, interval_s=max(0.0, interval_ms) / 1000)
 
 
-class ThinkLiveSupport:
-    def _apply_think_live(self, think_live: dg.ThinkLive) -> None:
+class ThinkLive:
+    """Warnings for what cannot be done, and the presence-check timer for what can."""
+
+    def __init__(self, out: Outbox) -> None:
+        self._out = out
+        self.presence: PresenceChecks | None = None
+
+    def configure(self, think_live: dg.ThinkLive) -> None:
         """Settings.agent.think_live or UpdateThink_Live: warn, and (re)configure presence checks."""
         warning = think_live_warning(think_live)
         if warning:
-            self._client(dg.Warning(description=warning, code=THINK_LIVE_UNSUPPORTED))
-        self._presence = presence_from(think_live)
-        self._out.append(CancelTimer(PRESENCE_TIMER))
+            self._out.warning(THINK_LIVE_UNSUPPORTED, warning)
+        self.presence = presence_from(think_live)
+        self._out.cancel_timer(PRESENCE_TIMER)
 
-    def _update_think_live(self, message: dg.UpdateThinkLive, now: float) -> None:
+    def update(self, message: dg.UpdateThinkLive) -> None:
         # Nothing goes upstream, so there is nothing to wait for (P5.7 is about session.update).
-        self._apply_think_live(message.think_live)
-        self._client(dg.ThinkLiveUpdated())
+        self.configure(message.think_live)
+        self._out.client(dg.ThinkLiveUpdated())
 
-    def _user_active(self) -> None:
+    def user_active(self) -> None:
         """The user spoke or wrote: no presence check now, and the count starts over."""
-        if self._presence is not None:
-            self._presence.count = 0
-            self._out.append(CancelTimer(PRESENCE_TIMER))
+        if self.presence is not None:
+            self.presence.count = 0
+            self._out.cancel_timer(PRESENCE_TIMER)
 
-    def _arm_presence_check(self, playback_ends: float) -> None:
-        presence = self._presence
-        if presence is None or presence.count >= presence.max_count:
-            return
-        self._out.append(StartTimer(PRESENCE_TIMER, playback_ends + presence.next_wait()))
+    def agent_speaking(self) -> None:
+        self._out.cancel_timer(PRESENCE_TIMER)
 
-    def _presence_check_due(self, now: float) -> None:
-        presence = self._presence
-        if presence is None or presence.count >= presence.max_count:
-            return
-        if self._response_active or self._response_queue or self._user_speaking or self._pending_update is not None:
-            return  # the conversation moved on; the next agent turn re-arms it
+    def agent_turn_ended(self, playback_ends: float) -> None:
+        presence = self.presence
+        if presence is not None and presence.count < presence.max_count:
+            self._out.start_timer(PRESENCE_TIMER, playback_ends + presence.next_wait())
+
+    def due(self, *, quiet: bool) -> ResponseRequest | None:
+        """The timer passed: the response to ask for, if the conversation is still `quiet`."""
+        presence = self.presence
+        if presence is None or presence.count >= presence.max_count or not quiet:
+            return None  # the conversation moved on; the next agent turn re-arms it
         presence.count += 1
-        self._request_response(ResponseRequest(AGENT, instructions=PRESENCE_PROMPT, message="(presence check)"), now)
+        return ResponseRequest(AGENT, instructions=PRESENCE_PROMPT, message="(presence check)")

@@ -9,14 +9,14 @@ latency clock starts when that response is asked for (P6.4).
 With server or semantic VAD the upstream ends turns itself; ForceEndTurn
 then acts only while the upstream says the user is speaking (a commit at
 any other time would only commit silence and start a second response).
-A part of `Session`.
 """
 
 from __future__ import annotations
 
-from ..protocol import deepgram as dg
+import logging
+
 from ..protocol import openai as oa
-from .turns import USER, ResponseRequest
+from .outbox import Outbox
 
 # The upstream refuses to commit less than 100 ms of audio.
 MIN_COMMIT_MS = 100
@@ -24,26 +24,33 @@ TURN_TOO_SHORT = "TURN_TOO_SHORT"
 
 
 class TurnControl:
-    def _force_end_turn(self, now: float) -> None:
-        manual = self.options.turn_detection == "none"
-        if not manual and not self._user_speaking:
-            self.log.debug("ForceEndTurn while the user is not speaking: nothing to end")
-            return
-        if self._uncommitted_audio_bytes == 0:
-            self.log.debug("ForceEndTurn with no audio since the last turn: nothing to end")
-            return
-        if self._uncommitted_audio_bytes < MIN_COMMIT_MS * self._audio_in.format.upstream_bytes_per_ms:
+    def __init__(self, out: Outbox, log: logging.LoggerAdapter, *, turn_detection: str) -> None:
+        self._out = out
+        self._log = log
+        self._manual = turn_detection == "none"
+        self._uncommitted_bytes = 0  # upstream-format audio appended since the last commit
+
+    def appended(self, size: int) -> None:
+        self._uncommitted_bytes += size
+
+    def committed(self) -> None:
+        """The upstream committed (its VAD) or cleared the buffer."""
+        self._uncommitted_bytes = 0
+
+    def force_end(self, *, user_speaking: bool, bytes_per_ms: int) -> bool:
+        """ForceEndTurn; True when the buffer was committed and the turn's response is due."""
+        if not self._manual and not user_speaking:
+            self._log.debug("ForceEndTurn while the user is not speaking: nothing to end")
+            return False
+        if self._uncommitted_bytes == 0:
+            self._log.debug("ForceEndTurn with no audio since the last turn: nothing to end")
+            return False
+        if self._uncommitted_bytes < MIN_COMMIT_MS * bytes_per_ms:
             # Kept, not dropped: it becomes the start of the next turn.
-            self._client(
-                dg.Warning(
-                    description=f"ForceEndTurn: less than {MIN_COMMIT_MS} ms of audio since the last turn; the turn goes on",
-                    code=TURN_TOO_SHORT,
-                )
+            self._out.warning(
+                TURN_TOO_SHORT, f"ForceEndTurn: less than {MIN_COMMIT_MS} ms of audio since the last turn; the turn goes on"
             )
-            return
-        self._upstream(oa.InputAudioBufferCommit(event_id=self._new_id("e")))
-        self._uncommitted_audio_bytes = 0
-        self._user_speaking = False
-        self._speech_stopped_at = now
-        self._user_active()
-        self._request_response(ResponseRequest(USER), now)
+            return False
+        self._out.upstream(oa.InputAudioBufferCommit(event_id=self._out.new_id("e")))
+        self._uncommitted_bytes = 0
+        return True

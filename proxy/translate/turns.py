@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-from ..audio import OutboundStream
+from .audio import OutboundStream
 
 # Who asked for a response, which decides where its latency clock starts (P6.4).
 USER = "user"  # InjectUserMessage follow-up (P5.1)
@@ -106,3 +106,18 @@ class Update:
     voice: str | None = None
     server_functions: dict[str, Any] | None = None  # UpdateThink: name -> endpoint
     event_id: str | None = None
+
+
+@attrs.define
+class Applied:
+    """What the upstream session currently has, as far as the proxy knows.
+
+    Set from the first Settings once acknowledged (P3.3) and changed only by
+    acknowledged updates (P5.7).
+    """
+
+    instructions: str = ""
+    tools: tuple[dict[str, Any], ...] = ()
+    voice: str | None = None
+    # Server-side functions of the current think configuration: name -> endpoint.
+    server_functions: dict[str, Any] = attrs.Factory(dict)

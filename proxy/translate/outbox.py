@@ -1,0 +1,86 @@
+"""Where every component of a session puts what it wants done.
+
+One object, shared by the session's parts through this small interface:
+`upstream`, `client`, `audio`, `error`, `warning`, `close`, `start_timer`,
+`cancel_timer`, `new_id`. It keeps the order of actions, refuses to emit
+anything after the client was closed, and is the one place where text that
+reaches the client in an `Error` or `Warning` passes the secret scrubber
+(P1.5): whatever path upstream text takes (a rejected Settings or update, a
+failed response, a race warning), it cannot carry the key past this point.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import attrs
+
+from ..protocol import deepgram as dg
+from ..protocol import openai as oa
+from ..redact import Redactor
+from .actions import Action, CallEndpoint, CloseClient, ToClient, ToClientAudio, ToUpstream
+from .timers import Timers
+
+
+class Outbox:
+    def __init__(self, connection_id: str, redactor: Redactor, log: logging.LoggerAdapter) -> None:
+        self.log = log
+        self.timers = Timers()
+        self.closed = False
+        self._redactor = redactor
+        self._actions: list[Action] = []
+        # P1.6: ids are at most 32 characters: "px" + 12 hex + kind + counter.
+        self._id_prefix = "px" + connection_id.replace("-", "")[:12]
+        self._next_id = 0
+        # Settings.flags.history: each ConversationText is also reported as History.
+        self.report_history = False
+
+    def new_id(self, kind: str) -> str:
+        self._next_id += 1
+        return f"{self._id_prefix}{kind}{self._next_id}"
+
+    def upstream(self, event: oa.ClientEvent) -> None:
+        if not self.closed:
+            self._actions.append(ToUpstream(event))
+
+    def client(self, message: dg.ServerMessage) -> None:
+        if self.closed:
+            return
+        if type(message) is dg.Error or type(message) is dg.Warning:
+            message = attrs.evolve(message, description=self._redactor.scrub(message.description))
+        self._actions.append(ToClient(message))
+        if self.report_history and type(message) is dg.ConversationText:
+            # In conversation order, as Deepgram reports it: right after the text.
+            self._actions.append(ToClient(dg.HistoryText(role=message.role, content=message.content)))
+
+    def audio(self, data: bytes) -> None:
+        if not self.closed and data:
+            self._actions.append(ToClientAudio(data))
+
+    def error(self, code: str, description: str) -> None:
+        self.log.info("error sent to client", extra={"error_code": code})
+        self.client(dg.Error(description=description, code=code))
+
+    def warning(self, code: str, description: str) -> None:
+        self.client(dg.Warning(description=description, code=code))
+
+    def close(self, code: int, reason: str) -> None:
+        if not self.closed:
+            self._actions.append(CloseClient(code, reason))
+            self.closed = True
+
+    def call_endpoint(self, action: CallEndpoint) -> None:
+        if not self.closed:
+            self._actions.append(action)
+
+    def start_timer(self, name: str, deadline: float) -> None:
+        self._actions.append(self.timers.start(name, deadline))
+
+    def cancel_timer(self, name: str) -> None:
+        action = self.timers.cancel(name)
+        if action is not None:
+            self._actions.append(action)
+
+    def take(self) -> list[Action]:
+        actions, self._actions = self._actions, []
+        return actions

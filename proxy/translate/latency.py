@@ -71,3 +71,43 @@ class TurnLatency:
             tts_latency=_seconds(self.first_text_at or self.first_audio_at, self.first_audio_at),
             total_latency=_seconds(self.turn_end, self.first_audio_at),
         )
+
+
+class TurnLatencies:
+    """The session's part: one TurnLatency per active response, reported when it ends."""
+
+    def __init__(self) -> None:
+        self._turn: TurnLatency | None = None
+        self._transcript_at: float | None = None  # the last user transcript
+
+    def response_started(self, turn_end: float, *, spoken: bool, speech_stopped_at: float | None) -> None:
+        self._turn = turn = TurnLatency(turn_end=turn_end)
+        if spoken and speech_stopped_at is not None:
+            turn.speech_stopped_at = speech_stopped_at
+            if self._transcript_at is not None and self._transcript_at >= speech_stopped_at:
+                turn.transcript_at = self._transcript_at
+
+    def transcript(self, now: float) -> None:
+        self._transcript_at = now
+        turn = self._turn
+        if turn is not None and turn.speech_stopped_at is not None and turn.transcript_at is None:
+            turn.transcript_at = now
+
+    def text(self, now: float) -> None:
+        if self._turn is not None:
+            self._turn.text(now)
+
+    def tool(self, now: float) -> None:
+        if self._turn is not None:
+            self._turn.tool(now)
+
+    def audio(self, now: float) -> None:
+        if self._turn is not None:
+            self._turn.audio(now)
+
+    def response_ended(self) -> dg.LatencyReport | None:
+        """The report of the turn that just ended; None when it produced nothing (no turn at all)."""
+        turn, self._turn = self._turn, None
+        if turn is None or turn.first_token_at is None:
+            return None
+        return turn.report()

@@ -50,7 +50,7 @@ from .outbox import Outbox
 from .responses import ACTIVE_RESPONSE_CODE, Responses
 from .setup import SAY_VERBATIM, Setup, history_items
 from .functions import ServerFunctions
-from .latency import TurnLatency
+from .latency import TurnLatencies
 from .speech import AgentOutput
 from .states import SetupPhase
 from .think_live import PRESENCE_TIMER, ThinkLive
@@ -137,8 +137,7 @@ class Session:
         self.custom = CustomEvents(
             self.out, allowed=options.custom_event_types, forward_untranslated=options.forward_untranslated
         )
-        self._latency: TurnLatency | None = None  # the active response's LatencyReport
-        self._transcript_at: float | None = None  # the last user transcript, for stt_latency
+        self.latency = TurnLatencies()
 
         self._audio_in: InboundStream | None = None
         self._user_speaking = False
@@ -444,12 +443,7 @@ class Session:
         active = self.responses.created(
             event.response, now, speech_stopped_at=self._speech_stopped_at, output_format=self.speech.output_format
         )
-        self._latency = TurnLatency(turn_end=active.turn_end)
-        stopped = self._speech_stopped_at
-        if active.kind == VOICE and stopped is not None:
-            self._latency.speech_stopped_at = stopped
-            if self._transcript_at is not None and self._transcript_at >= stopped:
-                self._latency.transcript_at = self._transcript_at
+        self.latency.response_started(active.turn_end, spoken=active.kind == VOICE, speech_stopped_at=self._speech_stopped_at)
         self.think_live.agent_speaking()
         self.out.client(dg.AgentThinking(content=""))
 
@@ -492,10 +486,9 @@ class Session:
         if response is None:
             return
         self.speech.ended(response)
-        latency, self._latency = self._latency, None
-        if latency is not None and latency.first_token_at is not None:
-            # After each agent turn; a response that produced nothing was no turn.
-            self.out.client(latency.report())
+        report = self.latency.response_ended()
+        if report is not None:
+            self.out.client(report)  # after each agent turn
         # Think Live presence checks count from when the client has played it all.
         playback_ends = now
         if response.first_audio_at is not None and not response.interrupted:
@@ -506,8 +499,8 @@ class Session:
     def _on_audio_delta(self, event: dict[str, Any], now: float) -> None:
         active = self.responses.active
         if active is not None and event.get("response_id") == active.id:
-            if self._latency is not None and self._latency.first_audio_at is None and not active.interrupted:
-                self._latency.audio(now)
+            if not active.interrupted:
+                self.latency.audio(now)
             self.speech.audio_delta(event, active, now)
 
     def _on_audio_done(self, event: oa.OutputAudioDone, now: float) -> None:
@@ -522,19 +515,15 @@ class Session:
         self.speech.text(self.responses.active, event.response_id, event.item_id, event.content_index, event.text)
 
     def _on_function_call(self, event: oa.FunctionCallArgumentsDone, now: float) -> None:
-        if self._latency is not None:
-            self._latency.tool(now)
+        self.latency.tool(now)
         new_round = self.calls.requested(event, client_side=self.functions.client_side(event.name))
         self.functions.asked(event.call_id, event.name, event.arguments, new_round=new_round)
 
     def _on_text_delta(self, event: dict[str, Any], now: float) -> None:
-        # Text and transcript deltas: only the first of a response matters (LatencyReport).
-        if self._latency is not None and self._latency.first_text_at is None:
-            self._latency.text(now)
+        self.latency.text(now)  # text and transcript deltas: LatencyReport only
 
     def _on_arguments_delta(self, event: dict[str, Any], now: float) -> None:
-        if self._latency is not None and self._latency.first_tool_at is None:
-            self._latency.tool(now)
+        self.latency.tool(now)
 
     def _on_buffer_committed(self, event: dict[str, Any], now: float) -> None:
         # The upstream's VAD ended the turn, or the buffer was cleared:
@@ -555,10 +544,7 @@ class Session:
         self.out.client(dg.UtteranceEnd(channel=(0, 1), last_word_end=event.audio_end_ms / 1000))
 
     def _on_transcription(self, event: oa.TranscriptionCompleted, now: float) -> None:
-        self._transcript_at = now
-        latency = self._latency
-        if latency is not None and latency.speech_stopped_at is not None and latency.transcript_at is None:
-            latency.transcript_at = now
+        self.latency.transcript(now)
         self.out.client(dg.ConversationText(role="user", content=event.transcript))
 
     # ---------------------------------------------------------------- errors

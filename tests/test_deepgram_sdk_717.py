@@ -316,3 +316,78 @@ async def test_sdk_server_side_function_not_listed_or_loopback_is_refused(proxy_
     [refusal] = [m for m in second if isinstance(m, agent_types.AgentV1ReceiveFunctionCallResponse)]
     assert "non-public address" in json.loads(refusal.content)["error"]
     assert server.requests == []  # refused before any request was made
+
+
+# ------------------------------------------------- every field of Settings
+
+
+def every_field_settings() -> agent_types.AgentV1Settings:
+    """An AgentV1Settings with every field 7.17 defines set, through the SDK's own validation."""
+    return agent_types.AgentV1Settings.model_validate({
+        "tags": ["support", "beta"], "experimental": True, "mip_opt_out": True, "flags": {"history": True},
+        "audio": {"input": {"encoding": "linear16", "sample_rate": 16000},
+                  "output": {"encoding": "linear16", "sample_rate": 16000, "bitrate": 256000, "container": "none"}},
+        "agent": {
+            "language": "en",
+            "context": {"messages": [
+                {"type": "History", "role": "user", "content": "Earlier question"},
+                {"type": "History", "function_calls": [{"id": "call_0", "name": "get_weather", "client_side": True,
+                                                        "arguments": "{}", "response": "rain"}]},
+            ]},
+            "listen": {"provider": {"version": "v2", "type": "deepgram", "model": "flux-general-en",
+                                    "language_hints": ["en"], "eot_threshold": 0.7, "eager_eot_threshold": 0.5,
+                                    "eot_timeout_ms": 3000, "keyterms": ["Oslo"]}},
+            "think": [
+                {"provider": {"type": "anthropic", "version": "v1", "model": "claude-3-5-haiku-latest", "temperature": 0.2},
+                 "endpoint": {"url": "https://llm.example/v1", "headers": {"x": "y"}}, "prompt": "unused", "context_length": "max"},
+                {"provider": {"type": "open_ai", "version": "v1", "model": "gpt-4o-mini", "temperature": 0.5,
+                              "reasoning_mode": "low"},
+                 "prompt": "You are the weather desk.", "context_length": 4096,
+                 "functions": [{"name": "get_weather", "description": "Weather", "parameters": {"type": "object"},
+                                "defer_until_eot": True, "initial_agent_filler": True, "agent_filler_max_count": 2,
+                                "agent_filler_interval_ms": 800}]},
+            ],
+            "think_live": {"provider": {"type": "deepgram", "version": "v1", "agent_backchannel_sensitivity": 0.3,
+                                        "presence_check_max_count": 1, "presence_check_interval_ms": 8000,
+                                        "frustration_max_count": 3, "restricted_terms": ["refund"]}},
+            "speak": [
+                {"provider": {"type": "eleven_labs", "version": "v1", "model_id": "eleven_turbo_v2_5", "language": "en",
+                              "language_code": "en"}, "endpoint": {"url": "wss://tts.example", "headers": {"k": "v"}}},
+                {"provider": {"type": "cartesia", "model_id": "sonic-2", "voice": {"mode": "id", "id": "abc"},
+                              "language": "en", "volume": 1.0}},
+                {"provider": {"type": "open_ai", "version": "v1", "model": "tts-1", "voice": "sage"}},
+            ],
+            "greeting": "Weather desk, hello.",
+        },
+    })
+
+
+async def test_sdk_settings_with_every_field_is_applied(proxy, fake):
+    """Every field AgentV1Settings accepts is tolerated; what has a Realtime meaning is used."""
+
+    def conversation() -> list:
+        received: list = []
+        with sdk_client(proxy.server.port).agent.v1.connect() as socket:
+            socket.send_settings(every_field_settings())
+            receive_until(socket, agent_types.AgentV1SettingsApplied, received)
+            receive_until(socket, agent_types.ConversationHistoryMessage, received)  # the greeting's History
+        return received
+
+    received = await converse(conversation)
+    assert not [m for m in received if isinstance(m, agent_types.AgentV1Error)]
+    warnings = [(m.code, m.description) for m in received if isinstance(m, agent_types.AgentV1Warning)]
+    assert [code for code, _ in warnings] == ["FALLBACK_IGNORED", "FALLBACK_IGNORED", "THINK_LIVE_UNSUPPORTED"]
+    assert "agent.think[1] is used" in warnings[0][1] and "agent.speak[2] is used" in warnings[1][1]
+    upstream = await fake.next_connection()
+    session = upstream.of_type("session.update")[0]["session"]
+    assert session["instructions"] == "You are the weather desk."
+    assert [tool["name"] for tool in session["tools"]] == ["get_weather"]
+    assert session["audio"]["output"]["voice"] == "sage"
+    assert session["audio"]["input"]["transcription"] == {"model": "gpt-4o-mini-transcribe", "language": "en", "prompt": "Oslo"}
+    text = json.dumps(session)
+    for absent in ("llm.example", "tts.example", "eot", "filler", "refund", "context_length", "tags"):
+        assert absent not in text
+    # P3.4: the context in both History shapes went upstream as items.
+    with trio.fail_after(5):
+        items = [(await upstream.next("conversation.item.create"))["item"]["type"] for _ in range(4)]
+    assert items == ["message", "function_call", "function_call_output", "message"]  # then the greeting

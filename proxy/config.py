@@ -51,6 +51,7 @@ class Config:
     transcription_model: str = "gpt-4o-mini-transcribe"
     function_call_deadline_s: float = 20.0
     update_timeout_s: float = 10.0
+    transcript_wait_s: float = 2.0
     tls_cert_path: str | None = None
     tls_key_path: str | None = None
     admin_port: int | None = None
@@ -238,6 +239,12 @@ SETTINGS: tuple[_Setting, ...] = (
     _setting("transcription_model", "OPENAI_PROXY_TRANSCRIPTION_MODEL", _text, "P4 input transcription model"),
     _setting("function_call_deadline_s", "OPENAI_PROXY_FUNCTION_CALL_DEADLINE_S", _seconds, "P5.2 deadline"),
     _setting("update_timeout_s", "OPENAI_PROXY_UPDATE_TIMEOUT_S", _seconds, "P5.7 deadline"),
+    _setting(
+        "transcript_wait_s",
+        "OPENAI_PROXY_TRANSCRIPT_WAIT_S",
+        _seconds,
+        "longest an assistant ConversationText waits for its turn's user transcript",
+    ),
     _setting("tls_cert_path", "OPENAI_PROXY_TLS_CERT_PATH", _text, "TLS certificate (PEM) to serve wss://"),
     _setting("tls_key_path", "OPENAI_PROXY_TLS_KEY_PATH", _text, "TLS private key (PEM)"),
     _setting("admin_port", "OPENAI_PROXY_ADMIN_PORT", _port, "health and metrics port (unset = off)"),

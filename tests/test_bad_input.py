@@ -38,8 +38,13 @@ def upstream_types(upstream) -> list[str]:
         ('{"type": "InjectUserMessage", "content": ""}', "INVALID_MESSAGE"),
         ('{"type": "InjectUserMessage", "content": ["a"]}', "INVALID_MESSAGE"),
         ("[" * 200_000, "INVALID_MESSAGE"),
+        # What JSON.stringify yields for a string cut mid-emoji: valid JSON, not text.
+        ('{"type": "InjectUserMessage", "content": "hi \\ud83d"}', "INVALID_MESSAGE"),
     ],
-    ids=["malformed", "array", "number", "unknown-type", "empty-inject", "inject-wrong-type", "deeply-nested"],
+    ids=[
+        "malformed", "array", "number", "unknown-type", "empty-inject", "inject-wrong-type", "deeply-nested",
+        "lone-surrogate",
+    ],
 )
 async def test_p5_10_bad_message_gets_error_and_connection_still_completes_a_turn(proxy, fake, frame, code):
     with trio.fail_after(DEADLINE):

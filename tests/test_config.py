@@ -58,6 +58,7 @@ P8_TABLE = [
     ("OPENAI_PROXY_TRANSCRIPTION_MODEL", "whisper-1", "transcription_model", "whisper-1"),
     ("OPENAI_PROXY_FUNCTION_CALL_DEADLINE_S", "5", "function_call_deadline_s", 5.0),
     ("OPENAI_PROXY_UPDATE_TIMEOUT_S", "7", "update_timeout_s", 7.0),
+    ("OPENAI_PROXY_TRANSCRIPT_WAIT_S", "0.5", "transcript_wait_s", 0.5),
     ("OPENAI_PROXY_ADMIN_PORT", "9090", "admin_port", 9090),
 ]
 

@@ -251,6 +251,19 @@ class TranscriptionCompleted:
 
 
 @frozen
+class AudioCommitted:
+    """input_audio_buffer.committed: the user's audio became this item."""
+
+    item_id: str
+
+
+@frozen
+class TranscriptionFailed:
+    item_id: str
+    error: StatusError | None = None
+
+
+@frozen
 class ItemRef:
     id: str | None = None
     type: str | None = None

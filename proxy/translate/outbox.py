@@ -25,6 +25,8 @@ from .timers import Timers
 class Outbox:
     def __init__(self, connection_id: str, redactor: Redactor, log: logging.LoggerAdapter) -> None:
         self.log = log
+        self.now = 0.0  # the time of the event being handled (set by the session)
+        self._error_log = _RateLimit()
         self.timers = Timers()
         self.closed = False
         self._redactor = redactor
@@ -58,7 +60,14 @@ class Outbox:
             self._actions.append(ToClientAudio(data))
 
     def error(self, code: str, description: str) -> None:
-        self.log.info("error sent to client", extra={"error_code": code})
+        # A client that sends a stream of bad frames gets an Error for each,
+        # but the log gets a bounded number of records per code.
+        allowed, suppressed = self._error_log.allow(code, self.now)
+        if allowed:
+            extra: dict = {"error_code": code}
+            if suppressed:
+                extra["suppressed"] = suppressed
+            self.log.info("error sent to client", extra=extra)
         self.client(dg.Error(description=description, code=code))
 
     def warning(self, code: str, description: str) -> None:
@@ -84,3 +93,28 @@ class Outbox:
     def take(self) -> list[Action]:
         actions, self._actions = self._actions, []
         return actions
+
+
+class _RateLimit:
+    """At most `burst` records per key in each `window_s`; the next allowed one counts the rest."""
+
+    BURST = 5
+    WINDOW_S = 10.0
+    MAX_KEYS = 64  # error codes are a closed set, but keep the map bounded anyway
+
+    def __init__(self) -> None:
+        self._windows: dict[str, list] = {}  # key -> [window start, records, suppressed]
+
+    def allow(self, key: str, now: float) -> tuple[bool, int]:
+        window = self._windows.get(key)
+        if window is None or now - window[0] >= self.WINDOW_S:
+            suppressed = window[2] if window is not None else 0
+            if window is None and len(self._windows) >= self.MAX_KEYS:
+                self._windows.clear()
+            self._windows[key] = [now, 1, 0]
+            return True, suppressed
+        if window[1] < self.BURST:
+            window[1] += 1
+            return True, 0
+        window[2] += 1
+        return False, 0

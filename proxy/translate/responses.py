@@ -3,10 +3,10 @@
 idle -> requested (our response.create sent) -> active (response.created)
 -> idle (response.done). A response the upstream's turn detection created
 goes idle -> active directly. Every request has an exit: the response it
-caused, or an upstream error naming it (by event_id or by the rule in
-`waits`), after which the phase is idle again and the next request can go;
-an error naming our response.create can no longer leave the session
-believing a response is on its way.
+caused, an upstream error naming it (by event_id or by the rule in
+`waits`), or a deadline (`RESPONSE_TIMEOUT`), after which the phase is idle
+again and the next request can go; an error naming our response.create can
+no longer leave the session believing a response is on its way.
 
 Requests wait in a bounded queue (`RESPONSE_QUEUE_FULL` past it): each
 entry becomes a billed response, and a client looping
@@ -27,11 +27,14 @@ from .waits import RESPONSE, Wait, Waits
 
 # P6 error row: a harmless race with the upstream's own turn detection.
 ACTIVE_RESPONSE_CODE = "conversation_already_has_active_response"
+RESPONSE_TIMER = "response"
 
 
 class Responses:
-    def __init__(self, out: Outbox, waits: Waits, log: logging.LoggerAdapter, *, max_queued: int) -> None:
+    def __init__(self, out: Outbox, waits: Waits, log: logging.LoggerAdapter, *, max_queued: int,
+                 timeout_s: float) -> None:
         self._out = out
+        self._timeout_s = timeout_s
         self._waits = waits
         self._log = log
         self._max_queued = max_queued
@@ -85,6 +88,7 @@ class Responses:
         self._waits.add(RESPONSE, request.event_id, now, request)
         self.requested = request
         self._machine.move(ResponsePhase.REQUESTED)
+        self._out.start_timer(RESPONSE_TIMER, now + self._timeout_s)
 
     def created(self, response: oa.Response, now: float, *, speech_stopped_at: float | None,
                 output_format: AudioFormat) -> ActiveResponse:
@@ -97,6 +101,7 @@ class Responses:
             assert request is not None and request.sent_at is not None
             self._waits.discard(self._waits.first(RESPONSE))
             self.requested = None
+            self._out.cancel_timer(RESPONSE_TIMER)
             kind, turn_end, out_of_band = request.kind, request.sent_at, request.out_of_band
         else:
             # Created by the upstream's own turn detection: the turn ended at speech_stopped.
@@ -145,6 +150,17 @@ class Responses:
             # once the response that won is done.
             self._queue.appendleft(request)
 
+    def deadline(self) -> None:
+        """No response.created and no error for our response.create in time: give up on it."""
+        if self.requested is None:
+            return
+        self._log.error(
+            "the upstream neither started nor refused the requested response",
+            extra={"missing_signal": "response.created", "kind": self.requested.kind},
+        )
+        self._out.error("RESPONSE_TIMEOUT", f"the upstream did not start the {self.requested.kind} response in time")
+        self._drop_request()
+
     def lost_race_unmatched(self, error: oa.ErrorDetail, speech_stopped_at: float | None) -> None:
         """`conversation_already_has_active_response` that matched no wait.
 
@@ -164,6 +180,7 @@ class Responses:
     def _drop_request(self) -> None:
         self._waits.discard(self._waits.first(RESPONSE))
         self.requested = None
+        self._out.cancel_timer(RESPONSE_TIMER)
         self._settle()
 
     def _settle(self) -> None:

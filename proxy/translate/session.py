@@ -8,31 +8,36 @@ the one task that calls it.
 
 The session is a coordinator of small parts, each with its own state and a
 declared interface: `Setup` (P3 phases and the hold), `Responses` (one
-response at a time), `LiveUpdates` (P5.4-P5.7), `FunctionCalls` (P5.2) and
-`UserMessages` (P5.1) and `AgentOutput` (audio, text, barge-in), all writing to one `Outbox` and entering what they
-wait for in one `Waits` map. After every event `_advance` starts whatever
+response at a time), `LiveUpdates` (P5.4-P5.7), `FunctionCalls` (P5.2),
+`UserMessages` (P5.1), `AgentOutput` (audio, text, barge-in) and
+`TranscriptOrder` (question before answer), all writing to one `Outbox` and
+entering what they wait for in one `Waits` map. After every event `_advance` starts whatever
 the new state allows (the next update, the next response), so no handler
 has to remember to.
+
+Extending it: a new input is a class in `events` and a row in
+`_EVENT_HANDLERS`; a new client message a branch of `_dispatch` routed to
+the part that owns it; a new upstream event a row in `_UPSTREAM_HANDLERS`;
+a new phase a member and rows in `states`; a new wait a kind in `waits`
+(and, if the upstream names it by code, a row in `waits.CODE_NAMES`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Callable
 
-import attrs
 import orjson
 
 from ..protocol import deepgram as dg
 from ..protocol import openai as oa
 from ..protocol.converter import MessageError, structure
+from .client_text import Refusal, parse_client_text
 from ..redact import Redactor
 from .actions import Action
 from .audio import InboundStream
 from .calls import FUNCTION_CALL_TIMER, FunctionCalls
 from .custom_events import CustomEvents
-from .endpoint_policy import FunctionHosts
 from .events import (
     ClientAudio,
     ClientText,
@@ -46,53 +51,27 @@ from .events import (
     UpstreamText,
 )
 from .messages import ITEM_ACK_TIMER, UserMessages
+from .options import SessionOptions
 from .outbox import Outbox
-from .responses import ACTIVE_RESPONSE_CODE, Responses
+from .responses import ACTIVE_RESPONSE_CODE, RESPONSE_TIMER, Responses
 from .setup import SAY_VERBATIM, Setup, history_items
 from .functions import ServerFunctions
 from .latency import TurnLatencies
 from .speech import AgentOutput
 from .states import SetupPhase
 from .think_live import PRESENCE_TIMER, ThinkLive
+from .transcripts import TRANSCRIPT_TIMER, TranscriptOrder
 from .turn_control import TurnControl
 from .turns import AGENT, FUNCTION, GREETING, USER, VOICE, ActiveResponse, Applied, ResponseRequest
 from .updates import UPDATE_TIMER, LiveUpdates
 from .waits import CANCEL, ITEM, RESPONSE, SETTINGS, UPDATE, Waits
 
+# P6 error row: our response.cancel reached a response that had just ended.
+CANCEL_NOT_ACTIVE_CODE = "response_cancel_not_active"
+
 # P1.3: one append carries at most 15 MiB of base64, i.e. 15 MiB * 3/4 of
 # audio; kept even so a PCM16 sample is never split across two appends.
 MAX_APPEND_AUDIO_BYTES = (15 * 1024 * 1024 // 4) * 3 // 2 * 2
-
-
-@attrs.frozen
-class SessionOptions:
-    # From the configuration (P8 names).
-    max_held_frames: int = 256
-    max_held_bytes: int = 4 * 1024 * 1024
-    greeting: str = "text"  # P3.5: text | speak
-    turn_detection: str = "server_vad"
-    transcription_model: str = "gpt-4o-mini-transcribe"
-    function_call_deadline_s: float = 20.0
-    update_timeout_s: float = 10.0
-    # Server-side functions: the operator's host allowlist (empty: none).
-    function_hosts: FunctionHosts = attrs.field(
-        default=FunctionHosts(), converter=lambda v: v if isinstance(v, FunctionHosts) else FunctionHosts.parse(v)
-    )
-    custom_event_types: tuple[str, ...] = ()  # __customToThinkProvider; empty = every GA type
-    forward_untranslated: bool = False  # __customFromThinkProvider
-    # Secrets that must never reach a client (P1.5): the API key and the tokens.
-    secrets: tuple[str, ...] = ()
-    # Fixed bounds (README, protocol notes).
-    item_ack_timeout_s: float = 2.0
-    max_queued_responses: int = 32
-    max_queued_updates: int = 32
-    max_pending_messages: int = 64
-
-    @classmethod
-    def from_config(cls, config: Any) -> SessionOptions:
-        names = [f.name for f in attrs.fields(cls) if hasattr(config, f.name)]
-        secrets = (config.api_key, *config.auth_tokens)
-        return cls(**{name: getattr(config, name) for name in names if name != "secrets"}, secrets=tuple(secrets))
 
 
 class Session:
@@ -101,7 +80,7 @@ class Session:
     def __init__(self, connection_id: str, options: SessionOptions, log: logging.LoggerAdapter | None = None):
         self.connection_id = connection_id
         self.options = options
-        self.log = log or logging.LoggerAdapter(logging.getLogger("proxy.session"), {})
+        self.log = log or _SessionLog(logging.getLogger("proxy.session"), {})
         self.out = Outbox(connection_id, Redactor(options.secrets), self.log)
         self.waits = Waits()
         self.applied = Applied()
@@ -114,7 +93,9 @@ class Session:
             transcription_model=options.transcription_model,
             function_hosts=options.function_hosts,
         )
-        self.responses = Responses(self.out, self.waits, self.log, max_queued=options.max_queued_responses)
+        self.responses = Responses(
+            self.out, self.waits, self.log, max_queued=options.max_queued_responses, timeout_s=options.response_timeout_s
+        )
         self.updates = LiveUpdates(
             self.out,
             self.waits,
@@ -130,6 +111,7 @@ class Session:
         )
 
         self.speech = AgentOutput(self.out, self.log)
+        self.transcripts = TranscriptOrder(self.out, self.log, wait_s=options.transcript_wait_s)
         # Deepgram V1 as of SDK 7.17 (README "Deepgram V1 coverage").
         self.functions = ServerFunctions(self.out, self.log, self.applied)
         self.think_live = ThinkLive(self.out)
@@ -156,6 +138,7 @@ class Session:
 
     def handle(self, event: Event, now: float) -> list[Action]:
         """Feed one event; returns what to do, in order."""
+        self.out.now = now
         _EVENT_HANDLERS[type(event)](self, event, now)
         self._advance(now)
         return self.out.take()
@@ -175,24 +158,9 @@ class Session:
     def _client_text(self, event: ClientText, now: float) -> None:
         """P1.1: one JSON message."""
         text = event.text
-        try:
-            data = json.loads(text)
-        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
-            self.out.error("INVALID_MESSAGE", "message is not valid JSON")  # P5.10
-            return
-        if not isinstance(data, dict):
-            self.out.error("INVALID_MESSAGE", "message must be a JSON object")
-            return
-        message_type = data.get("type")
-        cls = dg.CLIENT_MESSAGE_TYPES.get(message_type) if isinstance(message_type, str) else None
-        if cls is None:
-            self.out.error("UNKNOWN_MESSAGE_TYPE", f"unknown or unsupported message type {message_type!r}")
-            return
-        try:
-            message = structure(data, cls)
-        except MessageError as error:
-            code = "INVALID_SETTINGS" if cls is dg.Settings else "INVALID_MESSAGE"
-            self.out.error(code, f"{message_type}: {error.path.replace('$.', '')} {error.problem}")
+        message = parse_client_text(text)
+        if type(message) is Refusal:
+            self.out.error(message.code, message.description)  # P5.10
             return
 
         phase = self.setup.phase
@@ -275,6 +243,8 @@ class Session:
             return
         if event.name == UPDATE_TIMER:
             self.updates.deadline()
+        elif event.name == RESPONSE_TIMER:
+            self.responses.deadline()
         elif event.name == FUNCTION_CALL_TIMER:
             asking = self.calls.asking_response
             if self.calls.deadline():
@@ -285,6 +255,8 @@ class Session:
         elif event.name.startswith(ITEM_ACK_TIMER):
             if self.messages.deadline(event.name):
                 self._request(ResponseRequest(USER))
+        elif event.name.startswith(TRANSCRIPT_TIMER):
+            self.transcripts.deadline(event.name)
         elif event.name == PRESENCE_TIMER:
             quiet = not (self.responses.busy or self.responses.queued or self._user_speaking or self.updates.pending)
             request = self.think_live.due(quiet=quiet)
@@ -371,6 +343,7 @@ class Session:
             self._request(request)
         else:  # interrupt: cancel what is speaking, then speak first (never two at once)
             if self.responses.active is not None:
+                self.responses.active.cancelled = True
                 self._cancel(self.responses.active.id, now)
             self.responses.request(request, first=True)
 
@@ -443,6 +416,7 @@ class Session:
         active = self.responses.created(
             event.response, now, speech_stopped_at=self._speech_stopped_at, output_format=self.speech.output_format
         )
+        self.transcripts.response_created(event.response.id)
         self.latency.response_started(active.turn_end, spoken=active.kind == VOICE, speech_stopped_at=self._speech_stopped_at)
         self.think_live.agent_speaking()
         self.out.client(dg.AgentThinking(content=""))
@@ -450,6 +424,7 @@ class Session:
     def _on_response_done(self, event: oa.ResponseEvent, now: float) -> None:
         response = event.response
         self._end_response(self.responses.done(response), now)
+        self.transcripts.response_done(response.id)
         self._cancel_answered(response.id, response.status)
         if response.status == "failed":
             details = response.status_details
@@ -471,6 +446,7 @@ class Session:
         if active is None or (isinstance(response_id, str) and response_id != active.id):
             return
         self._end_response(self.responses.done(None), now)
+        self.transcripts.response_done(active.id)
         if self.calls.response_done(active.id):
             self._request(ResponseRequest(FUNCTION))
 
@@ -509,12 +485,23 @@ class Session:
             self.speech.audio_done(active)
 
     def _on_transcript_done(self, event: oa.TranscriptDone, now: float) -> None:
-        self.speech.text(self.responses.active, event.response_id, event.item_id, event.content_index, event.transcript)
+        self._assistant_text(event.response_id, event.item_id, event.content_index, event.transcript, now)
 
     def _on_text_done(self, event: oa.TextDone, now: float) -> None:
-        self.speech.text(self.responses.active, event.response_id, event.item_id, event.content_index, event.text)
+        self._assistant_text(event.response_id, event.item_id, event.content_index, event.text, now)
+
+    def _assistant_text(self, response_id: str, item_id: str, content_index: int, text: str, now: float) -> None:
+        message = self.speech.text(self.responses.active, response_id, item_id, content_index, text)
+        if message is not None:
+            self.transcripts.assistant_text(response_id, message, now)
 
     def _on_function_call(self, event: oa.FunctionCallArgumentsDone, now: float) -> None:
+        active = self.responses.active
+        if active is not None and active.id == event.response_id and active.cancelled:
+            # A cancelled (barged-in) response's calls are not the client's to
+            # run: the user moved on, and no follow-up will be asked for them.
+            self.log.info("function call of a cancelled response dropped", extra={"call_id": event.call_id})
+            return
         self.latency.tool(now)
         new_round = self.calls.requested(event, client_side=self.functions.client_side(event.name))
         self.functions.asked(event.call_id, event.name, event.arguments, new_round=new_round)
@@ -525,10 +512,8 @@ class Session:
     def _on_arguments_delta(self, event: dict[str, Any], now: float) -> None:
         self.latency.tool(now)
 
-    def _on_buffer_committed(self, event: dict[str, Any], now: float) -> None:
-        # The upstream's VAD ended the turn, or the buffer was cleared:
-        # ForceEndTurn counts audio from here.
-        self.turns.committed()
+    def _on_buffer_cleared(self, event: dict[str, Any], now: float) -> None:
+        self.turns.committed()  # ForceEndTurn counts audio from here
 
     # ------------------------------------------------------- the user's turn
 
@@ -543,9 +528,17 @@ class Session:
         self._speech_stopped_at = now
         self.out.client(dg.UtteranceEnd(channel=(0, 1), last_word_end=event.audio_end_ms / 1000))
 
+    def _on_committed(self, event: oa.AudioCommitted, now: float) -> None:
+        self.turns.committed()  # the upstream's VAD (or our ForceEndTurn) ended the turn
+        self.transcripts.committed(event.item_id)
+
     def _on_transcription(self, event: oa.TranscriptionCompleted, now: float) -> None:
         self.latency.transcript(now)
-        self.out.client(dg.ConversationText(role="user", content=event.transcript))
+        self.transcripts.transcribed(event.item_id, event.transcript)
+
+    def _on_transcription_failed(self, event: oa.TranscriptionFailed, now: float) -> None:
+        detail = (event.error.message or event.error.code) if event.error is not None else None
+        self.transcripts.failed(event.item_id, detail or "no reason given")
 
     # ---------------------------------------------------------------- errors
 
@@ -567,7 +560,11 @@ class Session:
             self.responses.rejected(wait, error)
             self._report(error)
         elif kind == CANCEL:
-            self._report(error)
+            if error.code == CANCEL_NOT_ACTIVE_CODE:
+                # Our response.cancel crossed the response's own end: harmless.
+                self.log.debug("response.cancel arrived after the response ended", extra={"error_code": error.code})
+            else:
+                self._report(error)
         else:
             if error.code == ACTIVE_RESPONSE_CODE:
                 self.responses.lost_race_unmatched(error, self._speech_stopped_at)
@@ -585,6 +582,14 @@ class Session:
         if not self.out.closed:
             self.setup.close()
             self.out.close(code, reason)
+
+
+class _SessionLog(logging.LoggerAdapter):
+    """The default log: keeps each record's own `extra` (the stock adapter replaces it)."""
+
+    def process(self, msg: str, kwargs: Any) -> tuple[str, Any]:
+        kwargs["extra"] = {**self.extra, **kwargs.get("extra", {})}
+        return msg, kwargs
 
 
 _EVENT_HANDLERS: dict[type, Callable[[Session, Any, float], None]] = {
@@ -613,12 +618,13 @@ _UPSTREAM_HANDLERS: dict[str, tuple[type | None, Any]] = {
     "response.output_text.delta": (None, Session._on_text_delta),
     "response.output_audio_transcript.delta": (None, Session._on_text_delta),
     "response.function_call_arguments.delta": (None, Session._on_arguments_delta),
-    "input_audio_buffer.committed": (None, Session._on_buffer_committed),
-    "input_audio_buffer.cleared": (None, Session._on_buffer_committed),
+    "input_audio_buffer.cleared": (None, Session._on_buffer_cleared),
     "response.function_call_arguments.done": (oa.FunctionCallArgumentsDone, Session._on_function_call),
     "response.done": (oa.ResponseEvent, Session._on_response_done),
     "input_audio_buffer.speech_started": (oa.SpeechStarted, Session._on_speech_started),
     "input_audio_buffer.speech_stopped": (oa.SpeechStopped, Session._on_speech_stopped),
+    "input_audio_buffer.committed": (oa.AudioCommitted, Session._on_committed),
     "conversation.item.input_audio_transcription.completed": (oa.TranscriptionCompleted, Session._on_transcription),
+    "conversation.item.input_audio_transcription.failed": (oa.TranscriptionFailed, Session._on_transcription_failed),
     "error": (oa.ErrorEvent, Session._on_error),
 }

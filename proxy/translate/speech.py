@@ -73,14 +73,17 @@ class AgentOutput:
         if not response.interrupted:
             self._out.audio(response.output.flush())
 
-    def text(self, active: ActiveResponse | None, response_id: str, item_id: str, content_index: int, text: str) -> None:
+    def text(
+        self, active: ActiveResponse | None, response_id: str, item_id: str, content_index: int, text: str
+    ) -> dg.ConversationText | None:
+        """The ConversationText to send for this part, or None (the caller decides when it goes)."""
         if active is not None and active.id == response_id and active.out_of_band:
-            return  # P3.5: the spoken greeting was already sent as ConversationText
+            return None  # P3.5: the spoken greeting was already sent as ConversationText
         key = (item_id, content_index)
         if key in self._texts_sent:
-            return  # P6.1: one ConversationText per content part
+            return None  # P6.1: one ConversationText per content part
         self._texts_sent.add(key)
-        self._out.client(dg.ConversationText(role="assistant", content=text))
+        return dg.ConversationText(role="assistant", content=text)
 
     def ended(self, response: ActiveResponse) -> None:
         self.audio_done(response)
@@ -97,6 +100,10 @@ class AgentOutput:
         if flowing:
             assert active is not None
             active.interrupted = True
+        if active is not None:
+            # Server VAD interrupts whatever response is active when speech
+            # starts; what it still reports (a function call) is void.
+            active.cancelled = True
         if track is not None and not track.truncated and (flowing or track.still_playing(now)):
             track.truncated = True
             self._out.upstream(

@@ -45,6 +45,7 @@ class ActiveResponse:
     audio_content_index: int = 0
     upstream_audio_bytes: int = 0
     interrupted: bool = False
+    cancelled: bool = False  # by our response.cancel or a barge-in: its function calls are void
     audio_flushed: bool = False
 
 

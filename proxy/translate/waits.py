@@ -10,8 +10,10 @@ then the rule is (`match_error`):
 1. a code that names what failed picks the outstanding wait of that kind
    (`cannot_update_voice` -> the pending speak update, ...), when exactly
    one is outstanding;
-2. otherwise, when exactly one wait is outstanding at all, it is that one;
-3. otherwise the error is not matched (it reaches the client as it is).
+2. a code that names something the proxy never waits for (the session
+   ending, the audio buffer) matches nothing;
+3. otherwise, when exactly one wait is outstanding at all, it is that one;
+4. otherwise the error is not matched (it reaches the client as it is).
 
 Every wait has an exit: its answer, an error, or a deadline kept by the
 component that entered it.
@@ -39,6 +41,15 @@ CODE_NAMES: dict[str, tuple[str, Any]] = {
     "conversation_already_has_active_response": (RESPONSE, None),
     "response_cancel_not_active": (CANCEL, None),
 }
+
+
+# Rule 2: about the session or the audio buffer, never a reply to a request.
+NOT_A_REJECTION = frozenset({
+    "idle_timeout",
+    "session_max_duration",
+    "session_expired",
+    "input_audio_buffer_commit_empty",
+})
 
 
 @attrs.define
@@ -84,6 +95,8 @@ class Waits:
         """The wait `error` rejects, removed from the map; None if it names none."""
         if error.event_id is not None:
             return self.pop(error.event_id)
+        if error.code in NOT_A_REJECTION:
+            return None
         named = CODE_NAMES.get(error.code or "")
         if named is not None:
             kind, test = named

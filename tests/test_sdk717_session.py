@@ -218,6 +218,16 @@ def test_presence_checks_prompt_after_silence_at_most_n_times(checked):
     assert h.timers["presence"] == pytest.approx(h.now + 3.0)
 
 
+def test_no_presence_check_while_a_push_to_talk_turn_is_held(checked):
+    h = checked(turn_detection="none")
+    h.ready(settings(think_live={"provider": {"presence_check_max_count": 1, "presence_check_interval_ms": 5000}}))
+    h.created("resp_1")
+    h.done("resp_1")
+    h.audio(CHUNK)  # the talk button is down: no VAD event says so, the audio does
+    h.fire("presence")
+    assert "response.create" not in h.upstream_types()
+
+
 def test_a_presence_check_is_not_sent_when_the_user_spoke(checked):
     h = checked()
     h.ready(settings(think_live={"provider": {"presence_check_max_count": 1, "presence_check_interval_ms": 5000}}))

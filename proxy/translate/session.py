@@ -258,7 +258,10 @@ class Session:
         elif event.name.startswith(TRANSCRIPT_TIMER):
             self.transcripts.deadline(event.name)
         elif event.name == PRESENCE_TIMER:
-            quiet = not (self.responses.busy or self.responses.queued or self._user_speaking or self.updates.pending)
+            quiet = not (
+                self.responses.busy or self.responses.queued or self._user_speaking or self.updates.pending
+                or self.turns.holding_turn  # push-to-talk: no VAD says the user speaks, the audio does
+            )
             request = self.think_live.due(quiet=quiet)
             if request is not None:
                 self._request(request)

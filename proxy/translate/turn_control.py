@@ -30,6 +30,11 @@ class TurnControl:
         self._manual = turn_detection == "none"
         self._uncommitted_bytes = 0  # upstream-format audio appended since the last commit
 
+    @property
+    def holding_turn(self) -> bool:
+        """Push-to-talk: audio came since the last commit, so the user is mid-turn."""
+        return self._manual and self._uncommitted_bytes > 0
+
     def appended(self, size: int) -> None:
         self._uncommitted_bytes += size
 

@@ -86,6 +86,21 @@ def test_force_end_turn_with_no_or_too_little_audio_sends_nothing(checked):
     assert h.upstream_types()[-2:] == ["input_audio_buffer.commit", "response.create"]
 
 
+def test_audio_after_a_forced_end_counts_for_the_next_turn(checked):
+    """The upstream's `committed` for our own commit does not zero what came after it."""
+    h = checked(turn_detection="none")
+    h.ready()
+    for _ in range(10):
+        h.audio(CHUNK)
+    h.send({"type": "ForceEndTurn"})
+    for _ in range(10):
+        h.audio(CHUNK)  # the next turn starts before the upstream confirms the commit
+    h.up("input_audio_buffer.committed", item_id="item_u1", previous_item_id=None)
+    h.send({"type": "ForceEndTurn"})
+    assert h.upstream_types().count("input_audio_buffer.commit") == 2
+    assert h.of_type("Warning") == []
+
+
 def test_force_end_turn_waits_behind_an_active_response(checked):
     h = checked(turn_detection="none")
     h.ready()

@@ -516,7 +516,7 @@ class Session:
         self.latency.tool(now)
 
     def _on_buffer_cleared(self, event: dict[str, Any], now: float) -> None:
-        self.turns.committed()  # ForceEndTurn counts audio from here
+        self.turns.cleared()  # ForceEndTurn counts audio from here
 
     # ------------------------------------------------------- the user's turn
 

@@ -29,6 +29,9 @@ class TurnControl:
         self._log = log
         self._manual = turn_detection == "none"
         self._uncommitted_bytes = 0  # upstream-format audio appended since the last commit
+        # Our commits not yet confirmed: their `committed` must not zero audio
+        # that arrived after them (the next turn's start).
+        self._own_commits = 0
 
     @property
     def holding_turn(self) -> bool:
@@ -39,7 +42,13 @@ class TurnControl:
         self._uncommitted_bytes += size
 
     def committed(self) -> None:
-        """The upstream committed (its VAD) or cleared the buffer."""
+        """The upstream's `input_audio_buffer.committed`: its VAD's commit, or the echo of ours."""
+        if self._own_commits:
+            self._own_commits -= 1
+            return
+        self._uncommitted_bytes = 0
+
+    def cleared(self) -> None:
         self._uncommitted_bytes = 0
 
     def force_end(self, *, user_speaking: bool, bytes_per_ms: int) -> bool:
@@ -58,4 +67,5 @@ class TurnControl:
             return False
         self._out.upstream(oa.InputAudioBufferCommit(event_id=self._out.new_id("e")))
         self._uncommitted_bytes = 0
+        self._own_commits += 1
         return True

@@ -8,6 +8,7 @@ answers by path, so a test can tell "refused before any request" from
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -33,8 +34,10 @@ class EndpointServer:
     port: int
     requests: list[SeenRequest]
 
+    scheme: str = "http"
+
     def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
 
 def _handler(requests: list[SeenRequest]) -> type[BaseHTTPRequestHandler]:
@@ -81,14 +84,17 @@ def _handler(requests: list[SeenRequest]) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def endpoint_server() -> Iterator[EndpointServer]:
+def endpoint_server(tls: ssl.SSLContext | None = None) -> Iterator[EndpointServer]:
+    """Serve on 127.0.0.1; with `tls`, HTTPS with that server context."""
     requests: list[SeenRequest] = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(requests))
     server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield EndpointServer(server.server_address[1], requests)
+        yield EndpointServer(server.server_address[1], requests, "https" if tls is not None else "http")
     finally:
         server.shutdown()
         server.server_close()

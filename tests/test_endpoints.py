@@ -8,9 +8,12 @@ the address itself is listed, checked on the address the host resolves to.
 from __future__ import annotations
 
 import json
+import ssl
 
+import httpx
 import pytest
 import trio
+import trustme
 
 from proxy.endpoints import call_endpoint
 from proxy.protocol.deepgram import FunctionEndpoint
@@ -139,3 +142,19 @@ async def test_an_error_status_and_an_unreachable_port_are_outputs_not_exception
     assert json.loads(output) == {"error": "endpoint answered HTTP 500", "body": "broken"}
     unreachable = await run(FunctionEndpoint(url=f"http://127.0.0.1:{port}/weather"))
     assert json.loads(unreachable)["error"].startswith("endpoint unreachable")
+
+
+async def test_https_endpoint_is_verified_against_its_name_on_the_pinned_address():
+    """TLS still checks the certificate for the URL's host while the request goes to the checked address."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    with endpoint_server(tls=server_context) as server:
+        endpoint = FunctionEndpoint(url=server.url("/weather"))
+        output = await run(endpoint, transport=httpx.AsyncHTTPTransport(verify=trusting))
+        untrusted = await run(endpoint)  # the system store does not know this CA
+    assert json.loads(output) == {"city": "Oslo", "forecast": "sunny"}
+    assert json.loads(untrusted)["error"].startswith("endpoint unreachable")
+    assert len(server.requests) == 1

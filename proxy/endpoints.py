@@ -21,14 +21,16 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import trio
 
 from .protocol.deepgram import FunctionEndpoint
 from .translate.endpoint_policy import EndpointRefused, FunctionHosts
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("proxy.endpoints")
 
@@ -71,6 +73,10 @@ async def call_endpoint(
 
     Waits at most `timeout_s` for the whole call, DNS included.
     """
+    # Imported on first use: most deployments define no server-side
+    # function, and the daemon starts a tenth of a second sooner without it.
+    import httpx
+
     with trio.move_on_after(timeout_s):
         try:
             return await _call(endpoint, arguments, hosts, max_response_bytes, transport, timeout_s)
@@ -92,6 +98,8 @@ async def _call(
     transport: httpx.AsyncBaseTransport | None,
     timeout_s: float,
 ) -> str:
+    import httpx
+
     host = hosts.check_url(endpoint.url)  # again: the allowlist may have changed since Settings
     parts = urlsplit(endpoint.url)
     port = parts.port or (443 if parts.scheme == "https" else 80)

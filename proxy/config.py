@@ -80,6 +80,16 @@ class Config:
     renewal_window_s: float = 600.0
     renewal_history_items: int = 200
     captions: bool = True  # live captions: listen Results beside ConversationText (P6 extra)
+    # Server-side functions (README "Deepgram V1 coverage"): hosts the proxy
+    # may call for a function with an `endpoint`; empty = none at all.
+    function_hosts: tuple[str, ...] = ()
+    function_timeout_s: float = 10.0
+    function_max_response_bytes: int = 64 * 1024
+    # __customToThinkProvider: the client event types a client may send
+    # upstream itself (empty = every GA client event type).
+    custom_event_types: tuple[str, ...] = ()
+    # __customFromThinkProvider: pass upstream events the proxy does not translate.
+    forward_untranslated: bool = False
 
     @property
     def listen_url(self) -> str:
@@ -156,6 +166,45 @@ def _choice(name: str, choices: Sequence[str]) -> Callable[[str], str]:
         if value not in choices:
             raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {raw!r}")
         return value
+
+    return parse
+
+
+def _flag(name: str) -> Callable[[str], bool]:
+    def parse(raw: str) -> bool:
+        value = raw.strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be 1/true/yes/on or 0/false/no/off, got {raw!r}")
+
+    return parse
+
+
+def _function_hosts(name: str) -> Callable[[str], tuple[str, ...]]:
+    def parse(raw: str) -> tuple[str, ...]:
+        from .translate.endpoint_policy import FunctionHosts
+
+        entries = _csv(raw)
+        try:
+            FunctionHosts.parse(entries)
+        except ValueError as error:
+            raise ConfigError(f"{name}: {error}") from None
+        return entries
+
+    return parse
+
+
+def _client_event_types(name: str) -> Callable[[str], tuple[str, ...]]:
+    def parse(raw: str) -> tuple[str, ...]:
+        from .protocol.openai import CLIENT_EVENT_TYPES
+
+        entries = _csv(raw)
+        unknown = [entry for entry in entries if entry not in CLIENT_EVENT_TYPES]
+        if unknown:
+            raise ConfigError(f"{name}: not OpenAI Realtime client event types: {', '.join(unknown)}")
+        return entries
 
     return parse
 
@@ -287,6 +336,31 @@ SETTINGS: tuple[_Setting, ...] = (
         "conversation entries kept for replay at a renewal (oldest dropped first)",
     ),
     _setting("captions", "OPENAI_PROXY_CAPTIONS", _switch, "1|0: live captions as listen Results (default 1)"),
+    _setting(
+        "function_hosts",
+        "OPENAI_PROXY_FUNCTION_HOSTS",
+        _function_hosts,
+        "hosts, addresses or networks server-side functions may call, comma-separated (empty = none)",
+    ),
+    _setting("function_timeout_s", "OPENAI_PROXY_FUNCTION_TIMEOUT_S", _seconds, "deadline of one server-side function call"),
+    _setting(
+        "function_max_response_bytes",
+        "OPENAI_PROXY_FUNCTION_MAX_RESPONSE_BYTES",
+        lambda n: _int(n, 1),
+        "largest server-side function response body",
+    ),
+    _setting(
+        "custom_event_types",
+        "OPENAI_PROXY_CUSTOM_EVENT_TYPES",
+        _client_event_types,
+        "__customToThinkProvider: allowed client event types, comma-separated (empty = all)",
+    ),
+    _setting(
+        "forward_untranslated",
+        "OPENAI_PROXY_FORWARD_UNTRANSLATED",
+        _flag,
+        "__customFromThinkProvider: pass untranslated upstream events to clients (0/1)",
+    ),
 )
 
 

@@ -34,11 +34,14 @@ from .handshake import decide
 from .counters import TRANSLATION_SAMPLE_EVERY, Metrics
 from .protocol.deepgram import Error as ErrorMessage
 from .protocol.wire import encode_client, encode_upstream
+from .endpoints import call_endpoint
 from .translate import (
+    CallEndpoint,
     CancelTimer,
     ClientAudio,
     ClientText,
     CloseClient,
+    FunctionResult,
     GoingAway,
     Opened,
     RenewUpstream,
@@ -79,6 +82,8 @@ CLIENT_GONE_DRAIN_S = 0.25
 # stranger that connects and stalls, or speaks plain HTTP to a TLS port, holds
 # a socket that long, not trio-websocket's default of 60 s.
 HANDSHAKE_TIMEOUT_S = 10.0
+# Server-side function calls running at once per connection; more wait their turn.
+MAX_CONCURRENT_FUNCTION_CALLS = 4
 
 
 
@@ -124,6 +129,8 @@ class Connection:
     # dropped by the translator, so the session only hears the current one.
     _generation: int = 0
     _reader_scope: trio.CancelScope | None = None
+    _function_calls: trio.CapacityLimiter = attrs.Factory(lambda: trio.CapacityLimiter(MAX_CONCURRENT_FUNCTION_CALLS))
+    _function_hosts: Any = None  # the allowlist the session checked Settings against
     # How the client is closed if the connection is torn down without the
     # session having chosen (cancellation, a crash): 1011, or 1001 once the
     # server is going away (P2.6).
@@ -132,6 +139,7 @@ class Connection:
     async def run(self) -> None:
         """Serve the connection until either side ends; returns when all is closed."""
         session = Session(self.connection_id, SessionOptions.from_config(self.config), self.log)
+        self._function_hosts = session.options.function_hosts
         # What the readers and timers tell the translator: `proxy.translate.events`.
         inbound_send, inbound_recv = trio.open_memory_channel[Any](CHANNEL_SIZE)
         client_send, client_recv = trio.open_memory_channel[Any](CHANNEL_SIZE)
@@ -311,6 +319,8 @@ class Connection:
                 self.metrics.upstream_renewals[action.cause] += 1
                 self._upstream_queued += 1
                 await to_upstream.send(action)
+            elif kind is CallEndpoint:
+                nursery.start_soon(self._call_endpoint, action)
 
     async def _upstream_drained(self) -> None:
         """Wait until the upstream writer has sent everything queued (the client reader bounds the wait)."""
@@ -362,6 +372,18 @@ class Connection:
         if scope.cancelled_caught and self._timers.get(name) is scope and trio.current_time() >= scope.deadline:
             del self._timers[name]
             await self._inbound.send(TimerFired(name, token))
+
+    async def _call_endpoint(self, action: CallEndpoint) -> None:
+        """Run a server-side function; its output goes back to the translator as an event."""
+        async with self._function_calls:
+            output = await call_endpoint(
+                action.endpoint,
+                action.arguments,
+                hosts=self._function_hosts,
+                timeout_s=self.config.function_timeout_s,
+                max_response_bytes=self.config.function_max_response_bytes,
+            )
+        await self._inbound.send(FunctionResult(action.call_id, output))
 
     async def _client_writer(self, frames: trio.MemoryReceiveChannel) -> None:
         client = self.client

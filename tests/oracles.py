@@ -38,10 +38,20 @@ _DEEPGRAM_SERVER_MESSAGES: dict[str, type[pydantic.BaseModel]] = {
     "SpeakUpdated": dgt.AgentV1SpeakUpdated,
     "ThinkUpdated": dgt.AgentV1ThinkUpdated,
     "InjectionRefused": dgt.AgentV1InjectionRefused,
-    "FunctionCallCancelled": dgt.AgentV1FunctionCallCancelled,
     # Compatibility extra (P6, live captions): not an agent message but the
     # listen API's transcript, checked against that API's own model.
     "Results": ListenV1Results,
+    "ListenUpdated": dgt.AgentV1ListenUpdated,
+    "ThinkLiveUpdated": dgt.AgentV1ThinkLiveUpdated,
+    "LatencyReport": dgt.AgentV1LatencyReport,
+    "FunctionCallCancelled": dgt.AgentV1FunctionCallCancelled,
+    "FunctionCallResponse": dgt.AgentV1ReceiveFunctionCallResponse,
+    "__customFromThinkProvider": dgt.AgentV1CustomFromThinkProvider,
+}
+# History has two shapes under one type: a message, or a function-call round.
+_HISTORY_SHAPES: dict[frozenset[str], type[pydantic.BaseModel]] = {
+    frozenset({"role", "content"}): dgt.ConversationHistoryMessage,
+    frozenset({"function_calls"}): dgt.FunctionCallHistoryMessage,
 }
 
 
@@ -87,6 +97,10 @@ def validate_deepgram_server_message(message: dict[str, Any]) -> None:
             raise ValueError("UtteranceEnd.last_word_end must be a number")
         return
     model = _DEEPGRAM_SERVER_MESSAGES.get(message_type)
+    if message_type == "History":
+        model = _HISTORY_SHAPES.get(frozenset(message) - {"type"})
+        if model is None:
+            raise ValueError(f"History is neither a message nor a function-call round: {sorted(message)}")
     if model is None:
         raise ValueError(f"{message_type!r} is not a Deepgram agent V1 server message")
     parsed = model.model_validate(message)

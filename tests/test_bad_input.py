@@ -18,7 +18,7 @@ DEADLINE = 5
 async def complete_text_turn(client, upstream, content: str = "still there?") -> None:
     """InjectUserMessage -> the whole reply, on a connection already set up."""
     await client.send({"type": "InjectUserMessage", "content": content})
-    await client.next("AgentAudioDone")
+    await client.next("LatencyReport")  # the last message of a turn
     texts = [m for m in client.messages("ConversationText") if m["role"] == "assistant"]
     assert texts[-1]["content"] == DEFAULT_REPLY
     assert [m for m in client.messages("ConversationText") if m["role"] == "user"][-1]["content"] == content
@@ -148,5 +148,5 @@ async def test_p6_3_unusable_upstream_frame_is_dropped_and_the_connection_surviv
             await complete_text_turn(client, upstream)
             assert [t for t in client.types() if t not in ("Welcome", "SettingsApplied")] == [
                 "ConversationText", "AgentThinking", "AgentStartedSpeaking",
-                "<audio>", "<audio>", "<audio>", "ConversationText", "AgentAudioDone",
+                "<audio>", "<audio>", "<audio>", "ConversationText", "AgentAudioDone", "LatencyReport",
             ]

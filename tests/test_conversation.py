@@ -60,9 +60,9 @@ async def test_scripted_conversation(proxy_factory, fake):
             assert create["response"]["conversation"] == "none"
             mark = len(client.received)
             await upstream.play_response(transcript="Welcome to the shoe shop!", audio=CHUNK * 3, create=create)
-            await client.next("AgentAudioDone")
+            await client.next("LatencyReport")  # after each agent turn
             assert since(client, mark) == ["AgentThinking", "AgentStartedSpeaking", "<audio>", "<audio>", "<audio>",
-                                           "AgentAudioDone"]
+                                           "AgentAudioDone", "LatencyReport"]
 
             # --- a spoken turn answered with two parallel function calls (P5.2)
             for _ in range(5):
@@ -72,10 +72,10 @@ async def test_scripted_conversation(proxy_factory, fake):
             await upstream.user_turn("I need running shoes in size 42")
             call_ids = await upstream.play_function_calls(
                 [("find_shoes", '{"kind":"running"}'), ("check_stock", '{"size":42}')])
-            await client.next("AgentAudioDone")
+            await client.next("LatencyReport")  # after each agent turn
             assert since(client, mark) == ["UserStartedSpeaking", "UtteranceEnd", "ConversationText", "Results",
                                            "AgentThinking", "FunctionCallRequest", "FunctionCallRequest",
-                                           "AgentAudioDone"]
+                                           "AgentAudioDone", "LatencyReport"]
             requests = [await client.next("FunctionCallRequest") for _ in range(2)]
             assert [r["functions"][0]["id"] for r in requests] == call_ids
             await client.send({"type": "FunctionCallResponse", "id": call_ids[1], "name": "check_stock", "content": "3 pairs"})
@@ -96,9 +96,9 @@ async def test_scripted_conversation(proxy_factory, fake):
             assert truncate["item_id"] == "item_answer" and 0 <= truncate["audio_end_ms"] <= 200
             await stream_deltas(upstream, response_id, "item_answer", 5)  # must be dropped
             await upstream.end_response(response_id, status="cancelled")
-            await client.next("AgentAudioDone")
+            await client.next("LatencyReport")  # after each agent turn
             assert since(client, mark) == (["AgentThinking", "AgentStartedSpeaking"] + ["<audio>"] * 10
-                                           + ["UserStartedSpeaking", "AgentAudioDone"])
+                                           + ["UserStartedSpeaking", "AgentAudioDone", "LatencyReport"])
 
             # --- UpdatePrompt between turns (P5.4)
             await upstream.send({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": 9800, "item_id": "item_u2"})
@@ -114,15 +114,15 @@ async def test_scripted_conversation(proxy_factory, fake):
             refused = await client.next("InjectionRefused")
             assert refused == {"type": "InjectionRefused", "message": "Our sale ends today."}
             await upstream.end_response(response_id)
-            await client.next("AgentAudioDone")
+            await client.next("LatencyReport")  # after each agent turn
             await client.send({"type": "InjectAgentMessage", "message": "Our sale ends today."})
             inject = await upstream.next("response.create")
             assert "Our sale ends today." in inject["response"]["instructions"]
             mark = len(client.received)
             await upstream.play_response(transcript="Our sale ends today.", audio=CHUNK * 2, create=inject)
-            await client.next("AgentAudioDone")
+            await client.next("LatencyReport")  # after each agent turn
             assert since(client, mark) == ["AgentThinking", "AgentStartedSpeaking", "<audio>", "<audio>",
-                                           "ConversationText", "AgentAudioDone"]
+                                           "ConversationText", "AgentAudioDone", "LatencyReport"]
             assert client.messages("ConversationText")[-1]["content"] == "Our sale ends today."
             # Never two responses at once, and no stray response.create.
             assert len(upstream.of_type("response.create")) == 3

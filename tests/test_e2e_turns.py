@@ -18,7 +18,7 @@ async def test_text_turn(proxy, fake):
             await client.settings()
             await client.next("SettingsApplied")
             await client.send({"type": "InjectUserMessage", "content": "What's the weather?"})
-            await client.next("AgentAudioDone")
+            await client.next("LatencyReport")  # the last message of a turn
             upstream = await fake.next_connection()
             assert upstream.headers["authorization"].startswith("Bearer sk-test-")  # P1.5
             types = [t for t in client.types() if t not in ("Welcome", "SettingsApplied")]
@@ -31,6 +31,7 @@ async def test_text_turn(proxy, fake):
                 "<audio>",
                 "ConversationText",
                 "AgentAudioDone",
+                "LatencyReport",
             ]
             texts = client.messages("ConversationText")
             assert texts[0] == {"type": "ConversationText", "role": "user", "content": "What's the weather?"}

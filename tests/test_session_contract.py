@@ -77,7 +77,7 @@ def test_p3_5_spoken_greeting_is_out_of_band_and_not_texted_twice():
     h.up("response.output_audio_transcript.done", response_id="resp_g", item_id="item_a", output_index=0,
          content_index=0, transcript="Welcome to the shop.")
     h.done("resp_g")
-    assert h.client_types() == ["AgentThinking", "AgentStartedSpeaking", "<audio>", "AgentAudioDone"]
+    assert h.client_types() == ["AgentThinking", "AgentStartedSpeaking", "<audio>", "AgentAudioDone", "LatencyReport"]
     started = h.of_type("AgentStartedSpeaking")[0]
     # P6.4: the turn ended when the proxy sent response.create (t=0).
     assert started["ttt_latency"] == pytest.approx(1.0)
@@ -146,7 +146,7 @@ def test_p5_2_follow_up_once_after_done_and_every_parallel_call_answered(answers
     assert outputs == [{"type": "function_call_output", "call_id": "call_a", "output": "sunny"},
                        {"type": "function_call_output", "call_id": "call_b", "output": "noon"}]
     assert h.upstream_types().count("response.create") == 1
-    assert h.client_types()[-3:] == ["FunctionCallRequest", "FunctionCallRequest", "AgentAudioDone"]
+    assert h.client_types()[-4:] == ["FunctionCallRequest", "FunctionCallRequest", "AgentAudioDone", "LatencyReport"]
 
 
 def test_p6_2_function_calling_turn_order():
@@ -156,7 +156,7 @@ def test_p6_2_function_calling_turn_order():
     h.created("resp_1")
     h.call("resp_1", "call_a")
     h.done("resp_1")
-    assert h.client_types() == ["AgentThinking", "FunctionCallRequest", "AgentAudioDone"]
+    assert h.client_types() == ["AgentThinking", "FunctionCallRequest", "AgentAudioDone", "LatencyReport"]
 
 
 def test_p5_2_deadline_sends_follow_up_when_response_done_never_comes(caplog):
@@ -310,7 +310,7 @@ def test_p5_7_update_timeout_reports_and_next_proceeds():
 
 
 def test_p5_6_update_think_replaces_prompt_and_functions():
-    h = Harness()
+    h = Harness(function_hosts=("x",))  # find_shoe has an endpoint: a server-side function
     h.ready()
     h.send({"type": "UpdateThink", "think": {
         "provider": {"type": "open_ai", "model": "gpt-4o-mini"}, "prompt": "You sell shoes.",
@@ -341,7 +341,7 @@ def test_p6_1_one_conversation_text_when_both_text_and_transcript_arrive():
     h.up("response.output_text.done", **part, text="Hello there.")
     h.done("resp_1")
     assert h.client_types() == ["AgentThinking", "AgentStartedSpeaking", "<audio>", "ConversationText",
-                                "AgentAudioDone"]  # P6.2
+                                "AgentAudioDone", "LatencyReport"]  # P6.2, then the turn's LatencyReport
 
 
 def test_p6_failed_response_becomes_error_with_upstream_code():
@@ -350,7 +350,7 @@ def test_p6_failed_response_becomes_error_with_upstream_code():
     h.created("resp_1")
     h.done("resp_1", status="failed", type="failed",
            error={"type": "server_error", "code": "rate_limit_exceeded", "message": "slow down"})
-    assert h.client_types()[-2:] == ["AgentAudioDone", "Error"]
+    assert h.client_types()[-2:] == ["AgentAudioDone", "Error"]  # no output: no LatencyReport
     assert h.of_type("Error")[-1] == {"type": "Error", "code": "rate_limit_exceeded", "description": "slow down"}
 
 
@@ -386,7 +386,7 @@ def test_p7_barge_in_truncates_at_what_was_heard_and_drops_later_audio():
     h.delta("resp_1", AUDIO_20MS, item_id="item_speech")
     assert "<audio>" not in h.client_types()
     h.done("resp_1", status="cancelled", type="cancelled", reason="turn_detected")
-    assert h.client_types() == ["UserStartedSpeaking", "AgentAudioDone"]
+    assert h.client_types() == ["UserStartedSpeaking", "AgentAudioDone", "LatencyReport"]
 
 
 def test_p7_audio_sent_bounds_truncation_when_slower_than_real_time():

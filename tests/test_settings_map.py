@@ -32,6 +32,8 @@ def settings(agent: dict[str, Any] | None = None, audio: dict[str, Any] | None =
 
 def translate(settings_message: dict[str, Any], **options: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Feed one Settings; return (the session of its session.update, the client messages)."""
+    # AGENT's "book" function has an endpoint: its host must be allowed (server-side functions).
+    options.setdefault("function_hosts", ("example.test",))
     session = Session("00000000-0000-4000-8000-000000000001", SessionOptions(**options))
     session.handle(Opened(), 0.0)
     upstream, client = [], []
@@ -205,7 +207,29 @@ def test_p4_provider_fallback_lists_use_the_first_entry():
     session, client = translate(settings(agent))
     assert session["audio"]["output"]["voice"] == "sage"
     assert session["instructions"] == "first"
-    assert client == []
+    # SDK 7.x fallback lists: the entries not used are named, once per list.
+    assert [m["code"] for m in client] == ["FALLBACK_IGNORED", "FALLBACK_IGNORED"]
+    assert "agent.think[1] (open_ai)" in client[0]["description"]
+    assert "agent.speak[1] (deepgram)" in client[1]["description"]
+
+
+def test_p4_fallback_lists_use_the_first_entry_with_a_realtime_equivalent():
+    """SDK 7.x: think/speak lists; the first OpenAI think provider and the first Realtime voice win."""
+    agent = copy.deepcopy(AGENT)
+    agent["think"] = [
+        dict(AGENT["think"], provider={"type": "anthropic", "model": "claude-3-5-haiku-latest"}, prompt="claude"),
+        dict(AGENT["think"], prompt="openai"),
+    ]
+    agent["speak"] = [
+        {"provider": {"type": "deepgram", "model": "aura-2-thalia-en"}},
+        {"provider": {"type": "open_ai", "model": "tts-1", "voice": "ash"}},
+    ]
+    session, client = translate(settings(agent))
+    assert session["instructions"] == "openai"
+    assert session["audio"]["output"]["voice"] == "ash"
+    assert [m["code"] for m in client] == ["FALLBACK_IGNORED", "FALLBACK_IGNORED"]
+    assert "agent.think[1] is used; agent.think[0] (anthropic) not" in client[0]["description"]
+    assert "agent.speak[1] is used; agent.speak[0] (deepgram) not" in client[1]["description"]
 
 
 @pytest.mark.parametrize("model, sent", [("gpt-realtime", True), ("gpt-4o-mini", False)])
@@ -219,7 +243,8 @@ def test_p4_model_only_when_a_realtime_model(model, sent):
 # ---------------------------------------------------------------- integration
 
 
-async def test_p4_session_update_as_the_upstream_receives_it(proxy, fake):
+async def test_p4_session_update_as_the_upstream_receives_it(proxy_factory, fake):
+    proxy = await proxy_factory(function_hosts=("example.test",))  # AGENT's "book" has an endpoint
     deepgram_voice = copy.deepcopy(AGENT)
     deepgram_voice["speak"] = {"provider": {"type": "deepgram", "model": "aura-2-thalia-en"}}
     with trio.fail_after(5):

@@ -62,7 +62,7 @@ async def text_turn(url: str) -> list[str]:
         await client.settings()
         await client.next("SettingsApplied")
         await client.send({"type": "InjectUserMessage", "content": "Is anyone there?"})
-        await client.next("AgentAudioDone")
+        await client.next("LatencyReport")  # the last message of a turn
         assert client.messages("ConversationText")[-1]["content"] == DEFAULT_REPLY
         assert client.audio == DEFAULT_AUDIO
         assert client.validation_errors == []
@@ -75,7 +75,7 @@ async def run_turn_against(nursery, fake, args, environ, cwd) -> tuple[Daemon, r
         with trio.fail_after(10):
             match = await daemon.listening()
             types = await text_turn(f"ws://127.0.0.1:{match.group(2)}{match.group(3)}")
-            assert types[-1] == "AgentAudioDone"
+            assert types[-2:] == ["AgentAudioDone", "LatencyReport"]
             upstream = await fake.next_connection()
             assert upstream.headers["authorization"] == f"Bearer {TEST_KEY}"  # P1.5
             assert upstream.validation_errors == []

@@ -637,6 +637,7 @@ def test_p6_audio_turn_order_and_bytes():
         "client:<audio>",
         "client:ConversationText",
         "client:AgentAudioDone",
+        "client:LatencyReport",  # after each agent turn
     ]
     assert b"".join(m for m in driver.client if isinstance(m, bytes)) == b"".join(chunks)
 

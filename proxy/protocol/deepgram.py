@@ -11,8 +11,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import attrs
-from cattrs.gen import make_dict_structure_fn
-
 from .converter import converter
 
 frozen = attrs.frozen(kw_only=True)
@@ -52,12 +50,22 @@ class Provider:
 
 
 @frozen
+class FunctionEndpoint:
+    """Where Deepgram itself would run a server-side function (proxy.endpoints runs it here)."""
+
+    url: str
+    method: str | None = None
+    headers: dict[str, str] | None = None
+
+
+@frozen
 class Function:
     name: str
     description: str | None = None
     parameters: Any = None
-    # Deepgram-only keys: read so they can be dropped on purpose (P4 tools row).
-    endpoint: Any = None
+    # Deepgram-only keys, never sent upstream (P4 tools row): a function with
+    # an endpoint is executed by the proxy, not by the client.
+    endpoint: FunctionEndpoint | None = None
     client_side: bool | None = None
 
 
@@ -74,8 +82,38 @@ class Speak:
 
 
 @frozen
+class ListenProvider:
+    """`agent.listen.provider`: version 1 (nova models) or version 2 (Flux)."""
+
+    type: str | None = None
+    version: str | None = None
+    model: str | None = None
+    language: str | None = None  # version 1
+    language_hints: tuple[str, ...] | None = None  # version 2
+    keyterms: tuple[str, ...] | None = None
+
+
+@frozen
 class Listen:
-    provider: Provider | None = None
+    provider: ListenProvider | None = None
+
+
+@frozen
+class ThinkLiveProvider:
+    """Deepgram's Think Live model (backchannels, presence checks, frustration)."""
+
+    type: str | None = None
+    version: str | None = None
+    agent_backchannel_sensitivity: float | None = None
+    presence_check_max_count: int | None = None
+    presence_check_interval_ms: int | None = None
+    frustration_max_count: int | None = None
+    restricted_terms: tuple[str, ...] | None = None
+
+
+@frozen
+class ThinkLive:
+    provider: ThinkLiveProvider | None = None
 
 
 @frozen
@@ -103,8 +141,10 @@ class Context:
 class Agent:
     language: str | None = None
     listen: Listen | None = None
-    think: Think | None = None
-    speak: Speak | None = None
+    # One provider block or a list of fallbacks (SDK 7.x); always a tuple here.
+    think: tuple[Think, ...] = ()
+    speak: tuple[Speak, ...] = ()
+    think_live: ThinkLive | None = None
     greeting: str | None = None
     context: Context | None = None
     # Older clients put the history directly under `agent.messages`.
@@ -118,10 +158,16 @@ class Agent:
 
 
 @frozen
+class Flags:
+    history: bool | None = None
+
+
+@frozen
 class Settings:
     TYPE: ClassVar[str] = "Settings"
     audio: SettingsAudio | None = None
     agent: Agent | None = None
+    flags: Flags | None = None
 
 
 @frozen
@@ -132,8 +178,11 @@ class InjectUserMessage:
 
 @frozen
 class InjectAgentMessage:
+    """Plain (`message` given) or dynamic (`is_dynamic: true`, the model writes the line)."""
+
     TYPE: ClassVar[str] = "InjectAgentMessage"
-    message: str
+    message: str | None = None
+    is_dynamic: bool | None = None
     behavior: str | None = None
 
 
@@ -159,13 +208,38 @@ class UpdatePrompt:
 @frozen
 class UpdateSpeak:
     TYPE: ClassVar[str] = "UpdateSpeak"
-    speak: Speak
+    speak: tuple[Speak, ...]
 
 
 @frozen
 class UpdateThink:
     TYPE: ClassVar[str] = "UpdateThink"
-    think: Think
+    think: tuple[Think, ...]
+
+
+@frozen
+class UpdateListen:
+    TYPE: ClassVar[str] = "UpdateListen"
+    listen: Listen
+
+
+@frozen
+class UpdateThinkLive:
+    TYPE: ClassVar[str] = "UpdateThink_Live"
+    think_live: ThinkLive
+
+
+@frozen
+class ForceEndTurn:
+    TYPE: ClassVar[str] = "ForceEndTurn"
+
+
+@frozen
+class CustomToThinkProvider:
+    """`content` is one OpenAI Realtime client event, checked before it is sent."""
+
+    TYPE: ClassVar[str] = "__customToThinkProvider"
+    content: Any = None
 
 
 ClientMessage = (
@@ -177,6 +251,10 @@ ClientMessage = (
     | UpdatePrompt
     | UpdateSpeak
     | UpdateThink
+    | UpdateListen
+    | UpdateThinkLive
+    | ForceEndTurn
+    | CustomToThinkProvider
 )
 
 CLIENT_MESSAGE_TYPES: dict[str, type] = {
@@ -190,28 +268,35 @@ CLIENT_MESSAGE_TYPES: dict[str, type] = {
         UpdatePrompt,
         UpdateSpeak,
         UpdateThink,
+        UpdateListen,
+        UpdateThinkLive,
+        ForceEndTurn,
+        CustomToThinkProvider,
     )
 }
 
 
-def _first_of_list(cls: type) -> None:
-    """`think` and `speak` may be one provider block or a fallback list: use the first."""
-    plain = make_dict_structure_fn(cls, converter)
+def _one_or_list(cls: type) -> None:
+    """`think` and `speak` are one provider block or a list of fallbacks: a tuple either way.
+
+    A single block keeps its error paths (`agent.think.prompt`); a list names
+    the entry (`agent.think[1].prompt`). Which entry is used is P4's choice
+    (proxy.translate.settings), not the parser's.
+    """
+    many = tuple[cls, ...]
 
     def structure(value: Any, _: type) -> Any:
         if isinstance(value, list):
             if not value:
-                raise ValueError("empty list")
-            value = value[0]
-        if not isinstance(value, dict):
-            raise TypeError("expected an object")
-        return plain(value, cls)
+                raise ValueError("must name at least one provider")
+            return tuple(converter.structure(value, list[cls]))
+        return (converter.structure(value, cls),)
 
-    converter.register_structure_hook(cls, structure)
+    converter.register_structure_hook_func(lambda kind: kind == many, structure)
 
 
-_first_of_list(Think)
-_first_of_list(Speak)
+_one_or_list(Think)
+_one_or_list(Speak)
 
 
 # --- proxy -> client --------------------------------------------------------
@@ -321,6 +406,85 @@ class InjectionRefused:
 
 
 @frozen
+class ListenUpdated:
+    TYPE: ClassVar[str] = "ListenUpdated"
+
+
+@frozen
+class ThinkLiveUpdated:
+    TYPE: ClassVar[str] = "ThinkLiveUpdated"
+
+
+@frozen
+class LatencyReport:
+    """After each agent turn; only the figures measured on the proxy's clock are set."""
+
+    TYPE: ClassVar[str] = "LatencyReport"
+    stt_latency: float | None = None
+    ttt_token_latency: float | None = None
+    ttt_text_latency: float | None = None
+    ttt_tool_latency: float | None = None
+    tts_latency: float | None = None
+    total_latency: float | None = None
+
+
+@frozen
+class CancelledCall:
+    id: str
+    name: str
+
+
+@frozen
+class FunctionCallCancelled:
+    TYPE: ClassVar[str] = "FunctionCallCancelled"
+    functions: tuple[CancelledCall, ...]
+
+
+@frozen
+class HistoryText:
+    """History, conversation form: one user or assistant message."""
+
+    TYPE: ClassVar[str] = "History"
+    role: str
+    content: str
+
+
+@frozen
+class HistoryCall:
+    id: str
+    name: str
+    client_side: bool
+    arguments: str
+    response: str
+
+
+@frozen
+class HistoryFunctionCalls:
+    """History, function-call form: one answered round."""
+
+    TYPE: ClassVar[str] = "History"
+    function_calls: tuple[HistoryCall, ...]
+
+
+@frozen
+class ServerFunctionCallResponse:
+    """FunctionCallResponse from the server: the result of a server-side function."""
+
+    TYPE: ClassVar[str] = "FunctionCallResponse"
+    id: str
+    name: str
+    content: str
+
+
+@frozen
+class CustomFromThinkProvider:
+    """An upstream event the proxy does not translate, for clients that asked for them."""
+
+    TYPE: ClassVar[str] = "__customFromThinkProvider"
+    content: Any
+
+
+@frozen
 class UtteranceEnd:
     """Compatibility extra (P6): Deepgram's listen-API event, not in the agent V1 schema."""
 
@@ -399,6 +563,14 @@ ServerMessage = (
     | SpeakUpdated
     | ThinkUpdated
     | InjectionRefused
+    | ListenUpdated
+    | ThinkLiveUpdated
+    | LatencyReport
+    | FunctionCallCancelled
+    | HistoryText
+    | HistoryFunctionCalls
+    | ServerFunctionCallResponse
+    | CustomFromThinkProvider
     | UtteranceEnd
     | Results
 )

@@ -104,6 +104,45 @@ class InputAudioBufferAppend:
     audio: bytes
 
 
+@frozen
+class InputAudioBufferCommit:
+    TYPE: ClassVar[str] = "input_audio_buffer.commit"
+    event_id: str
+
+
+@frozen
+class CustomClientEvent:
+    """A client event a Deepgram client sent itself (`__customToThinkProvider`), already checked.
+
+    `body` is the event without `event_id`; the proxy's own id goes with it (P1.6).
+    """
+
+    event_id: str
+    body: dict[str, Any]
+
+    @property
+    def TYPE(self) -> str:  # noqa: N802 - the name every client event model has
+        return self.body["type"]
+
+
+# Every GA client event type (openai.types.realtime.RealtimeClientEvent).
+CLIENT_EVENT_TYPES = frozenset(
+    {
+        "session.update",
+        "input_audio_buffer.append",
+        "input_audio_buffer.commit",
+        "input_audio_buffer.clear",
+        "output_audio_buffer.clear",
+        "conversation.item.create",
+        "conversation.item.retrieve",
+        "conversation.item.truncate",
+        "conversation.item.delete",
+        "response.create",
+        "response.cancel",
+    }
+)
+
+
 ClientEvent = (
     SessionUpdate
     | ConversationItemCreate
@@ -111,6 +150,8 @@ ClientEvent = (
     | ResponseCancel
     | ConversationItemTruncate
     | InputAudioBufferAppend
+    | InputAudioBufferCommit
+    | CustomClientEvent
 )
 
 # --- OpenAI -> proxy --------------------------------------------------------

@@ -8,15 +8,19 @@ going through the converter.
 from __future__ import annotations
 
 import binascii
+import json
 
 from .converter import dumps
-from .openai import ClientEvent, InputAudioBufferAppend
+from .openai import ClientEvent, CustomClientEvent, InputAudioBufferAppend
 
 
 def encode_upstream(event: ClientEvent) -> str:
     if type(event) is InputAudioBufferAppend:
         audio = binascii.b2a_base64(event.audio, newline=False).decode("ascii")
         return '{"type":"input_audio_buffer.append","event_id":"' + event.event_id + '","audio":"' + audio + '"}'
+    if type(event) is CustomClientEvent:
+        body = {"type": event.body["type"], **event.body, "event_id": event.event_id}
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
     return dumps(event)
 
 

@@ -4,11 +4,22 @@ Importing it imports no Trio, no sockets and no metrics (STYLE: a pure
 package stays pure).
 """
 
-from .actions import Action, CancelTimer, CloseClient, RenewUpstream, StartTimer, ToClient, ToClientAudio, ToUpstream
+from .actions import (
+    Action,
+    CallEndpoint,
+    CancelTimer,
+    CloseClient,
+    RenewUpstream,
+    StartTimer,
+    ToClient,
+    ToClientAudio,
+    ToUpstream,
+)
 from .events import (
     ClientAudio,
     ClientText,
     Event,
+    FunctionResult,
     GoingAway,
     Opened,
     TimerFired,
@@ -20,11 +31,13 @@ from .session import FUNCTION_CALL_TIMER, UPDATE_TIMER, Session, SessionOptions
 
 __all__ = [
     "Action",
+    "CallEndpoint",
     "CancelTimer",
     "ClientAudio",
     "ClientText",
     "CloseClient",
     "Event",
+    "FunctionResult",
     "FUNCTION_CALL_TIMER",
     "GoingAway",
     "Opened",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from ..protocol.deepgram import ServerMessage
+from ..protocol.deepgram import FunctionEndpoint, ServerMessage
 from ..protocol.openai import ClientEvent
 
 
@@ -60,4 +60,19 @@ class RenewUpstream:
     cause: str  # one of proxy.translate.renewal.CAUSES (a metrics label)
 
 
-Action = ToUpstream | ToClient | ToClientAudio | CloseClient | StartTimer | CancelTimer | RenewUpstream
+@attrs.frozen
+class CallEndpoint:
+    """Run a server-side function: request `endpoint` with the call's `arguments`.
+
+    The I/O layer (proxy.endpoints) enforces the host allowlist on the
+    resolved address, the deadline and the size cap, and always answers with
+    the session's `function_result` for `call_id`, even on failure.
+    """
+
+    call_id: str
+    name: str
+    arguments: str
+    endpoint: FunctionEndpoint
+
+
+Action = ToUpstream | ToClient | ToClientAudio | CloseClient | StartTimer | CancelTimer | RenewUpstream | CallEndpoint

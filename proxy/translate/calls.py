@@ -37,20 +37,45 @@ class FunctionCalls:
         """The id of the response whose calls are outstanding, if any."""
         return self._round.response_id if self._round is not None else None
 
-    def requested(self, event: oa.FunctionCallArgumentsDone) -> None:
-        """The upstream asks for a call: hand it to the client (P6 row)."""
-        if self._round is None or self._round.response_id != event.response_id:
+    def requested(self, event: oa.FunctionCallArgumentsDone, *, client_side: bool = True) -> bool:
+        """The upstream asks for a call: hand it to the client (P6 row).
+
+        `client_side` False: a server-side function, run by the proxy, whose
+        result counts in the round like a client's answer. Returns True when
+        this call starts a new round.
+        """
+        new_round = self._round is None or self._round.response_id != event.response_id
+        if new_round:
             if self._round is not None:
                 self._log.warning("function calls left unanswered", extra={"response_id": self._round.response_id})
             self._round = CallRound(response_id=event.response_id)
+        assert self._round is not None
         self._round.calls[event.call_id] = event.name
         self._out.client(
             dg.FunctionCallRequest(
                 functions=(
-                    dg.FunctionCallRequestItem(id=event.call_id, name=event.name, arguments=event.arguments, client_side=True),
+                    dg.FunctionCallRequestItem(
+                        id=event.call_id, name=event.name, arguments=event.arguments, client_side=client_side
+                    ),
                 )
             )
         )
+        return new_round
+
+    def outstanding(self, call_id: str) -> bool:
+        """The call is in the current round and not answered yet."""
+        round_ = self._round
+        return round_ is not None and call_id in round_.calls and call_id not in round_.answered
+
+    def cancelled(self, response_id: str) -> list[tuple[str, str]]:
+        """The asking response was cancelled: drop the round, no follow-up; returns the unanswered (id, name)."""
+        round_ = self._round
+        if round_ is None or round_.response_id != response_id:
+            return []
+        unanswered = [(call_id, name) for call_id, name in round_.calls.items() if call_id not in round_.answered]
+        self._round = None
+        self._out.cancel_timer(FUNCTION_CALL_TIMER)
+        return unanswered
 
     def answered(self, message: dg.FunctionCallResponse, now: float) -> bool:
         """P5.2: forward the output; True when the round is complete."""

@@ -76,6 +76,15 @@ class TimerFired:
 
 
 @attrs.frozen
+class FunctionResult:
+    """A server-side function call (`CallEndpoint`) ended; `output` is its result or failure."""
+
+    call_id: str
+    output: str
+    NAME = "function_result"
+
+
+@attrs.frozen
 class GoingAway:
     """The server is shutting down and the grace has run out (P2.6)."""
 
@@ -94,5 +103,6 @@ class ClientClosed:
 
 
 Event = (
-    Opened | ClientText | ClientAudio | UpstreamText | UpstreamClosed | UpstreamFailed | TimerFired | GoingAway | ClientClosed
+    Opened | ClientText | ClientAudio | UpstreamText | UpstreamClosed | UpstreamFailed | TimerFired | GoingAway
+    | ClientClosed | FunctionResult
 )

@@ -6,6 +6,8 @@ from typing import Any
 
 import attrs
 
+from .endpoint_policy import FunctionHosts
+
 
 @attrs.frozen
 class SessionOptions:
@@ -25,6 +27,12 @@ class SessionOptions:
     renewal_window_s: float = 600.0
     renewal_history_items: int = 200
     upstream_connect_timeout_s: float = 10.0
+    # Server-side functions: the operator's host allowlist (empty: none).
+    function_hosts: FunctionHosts = attrs.field(
+        default=FunctionHosts(), converter=lambda v: v if isinstance(v, FunctionHosts) else FunctionHosts.parse(v)
+    )
+    custom_event_types: tuple[str, ...] = ()  # __customToThinkProvider; empty = every GA type
+    forward_untranslated: bool = False  # __customFromThinkProvider
     # Secrets that must never reach a client (P1.5): the API key and the tokens.
     secrets: tuple[str, ...] = ()
     # Fixed bounds (README, protocol notes).

@@ -18,7 +18,7 @@ import attrs
 from ..protocol import deepgram as dg
 from ..protocol import openai as oa
 from ..redact import Redactor
-from .actions import Action, CloseClient, RenewUpstream, ToClient, ToClientAudio, ToUpstream
+from .actions import Action, CallEndpoint, CloseClient, RenewUpstream, ToClient, ToClientAudio, ToUpstream
 from .renewal import ConversationRecord
 from .timers import Timers
 
@@ -39,6 +39,8 @@ class Outbox:
         self._id_prefix = "px" + connection_id.replace("-", "")[:12]
         self._next_id = 0
         self._warned: set[str] = set()  # codes of `warning_once`
+        # Settings.flags.history: each ConversationText is also reported as History.
+        self.report_history = False
 
     def new_id(self, kind: str) -> str:
         self._next_id += 1
@@ -61,6 +63,9 @@ class Outbox:
                 for call in message.functions:
                     self.conversation.function_call(call.id, call.name, call.arguments)
         self._actions.append(ToClient(message))
+        if self.report_history and type(message) is dg.ConversationText:
+            # In conversation order, as Deepgram reports it: right after the text.
+            self._actions.append(ToClient(dg.HistoryText(role=message.role, content=message.content)))
 
     def audio(self, data: bytes) -> None:
         if not self.closed and data:
@@ -96,6 +101,9 @@ class Outbox:
     def renew_upstream(self, cause: str) -> None:
         if not self.closed:
             self._actions.append(RenewUpstream(cause))
+    def call_endpoint(self, action: CallEndpoint) -> None:
+        if not self.closed:
+            self._actions.append(action)
 
     def start_timer(self, name: str, deadline: float) -> None:
         self._actions.append(self.timers.start(name, deadline))

@@ -142,8 +142,6 @@ class Renewal:
         self.server_error = False  # server_error seen
         self.expiry_reported = False  # the client was told session_max_duration
         self.expiry_message: str | None = None  # the upstream's words for it
-        # Calls cancelled by a renewal: a late answer to one is dropped. Bounded.
-        self.cancelled_calls: deque[str] = deque(maxlen=64)
 
     @property
     def proactive(self) -> bool:

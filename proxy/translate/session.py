@@ -39,11 +39,13 @@ from .actions import Action
 from .audio import InboundStream
 from .calls import FUNCTION_CALL_TIMER, FunctionCalls
 from .captions import Captions
+from .custom_events import CustomEvents
 from .events import (
     ClientAudio,
     ClientClosed,
     ClientText,
     Event,
+    FunctionResult,
     GoingAway,
     Opened,
     TimerFired,
@@ -67,10 +69,14 @@ from .renewal import (
 )
 from .responses import ACTIVE_RESPONSE_CODE, RESPONSE_TIMER, Responses
 from .setup import SAY_VERBATIM, Setup, history_items
+from .functions import ServerFunctions
+from .latency import TurnLatencies
 from .speech import AgentOutput
 from .states import SetupPhase
+from .think_live import PRESENCE_TIMER, ThinkLive
 from .transcripts import TRANSCRIPT_TIMER, TranscriptOrder
-from .turns import AGENT, FUNCTION, GREETING, USER, ActiveResponse, Applied, ResponseRequest
+from .turn_control import TurnControl
+from .turns import AGENT, FUNCTION, GREETING, USER, VOICE, ActiveResponse, Applied, ResponseRequest
 from .updates import UPDATE_TIMER, LiveUpdates
 from .waits import CANCEL, ITEM, RENEW, RESPONSE, SETTINGS, UPDATE, Waits
 
@@ -102,12 +108,19 @@ class Session:
             max_held_bytes=options.max_held_bytes,
             turn_detection=options.turn_detection,
             transcription_model=options.transcription_model,
+            function_hosts=options.function_hosts,
         )
         self.responses = Responses(
             self.out, self.waits, self.log, max_queued=options.max_queued_responses, timeout_s=options.response_timeout_s
         )
         self.updates = LiveUpdates(
-            self.out, self.waits, self.applied, timeout_s=options.update_timeout_s, max_queued=options.max_queued_updates
+            self.out,
+            self.waits,
+            self.applied,
+            timeout_s=options.update_timeout_s,
+            max_queued=options.max_queued_updates,
+            function_hosts=options.function_hosts,
+            transcription_model=options.transcription_model,
         )
         self.calls = FunctionCalls(self.out, self.log, deadline_s=options.function_call_deadline_s)
         self.messages = UserMessages(
@@ -127,6 +140,14 @@ class Session:
         if options.renewal:
             self.out.conversation = self.renewal.record
         self.transcripts = TranscriptOrder(self.out, self.log, wait_s=options.transcript_wait_s)
+        # Deepgram V1 as of SDK 7.17 (README "Deepgram V1 coverage").
+        self.functions = ServerFunctions(self.out, self.log, self.applied)
+        self.think_live = ThinkLive(self.out)
+        self.turns = TurnControl(self.out, self.log, turn_detection=options.turn_detection)
+        self.custom = CustomEvents(
+            self.out, allowed=options.custom_event_types, forward_untranslated=options.forward_untranslated
+        )
+        self.latency = TurnLatencies()
 
         self._audio_in: InboundStream | None = None
         self._user_speaking = False
@@ -191,9 +212,13 @@ class Session:
             pass  # P5.8
         elif isinstance(message, dg.Settings) and phase is SetupPhase.AWAITING_SETTINGS:
             self.setup.settings(message, now)
-            if self.setup.plan is not None:
-                self._audio_in = InboundStream(self.setup.plan.input_format)
-                self.speech.output_format = self.setup.plan.output_format
+            plan = self.setup.plan
+            if plan is not None:
+                self._audio_in = InboundStream(plan.input_format)
+                self.speech.output_format = plan.output_format
+                self.updates.agent_language = plan.agent_language
+                if plan.think_live is not None:
+                    self.think_live.configure(plan.think_live)
         elif phase is not SetupPhase.READY:
             self.setup.hold(message, len(text))
         else:
@@ -220,6 +245,7 @@ class Session:
             return
         handler = _UPSTREAM_HANDLERS.get(event_type)
         if handler is None:
+            self.custom.from_upstream(data)  # __customFromThinkProvider, when switched on
             if event_type in oa.KNOWN_SERVER_EVENTS:
                 self.log.debug("upstream event ignored", extra={"message_type": event_type})
             elif event_type not in self._unknown_types:
@@ -292,6 +318,27 @@ class Session:
             self._renewal_failed("the new upstream was not configured in time", now)
         elif event.name.startswith(TRANSCRIPT_TIMER):
             self.transcripts.deadline(event.name)
+        elif event.name == PRESENCE_TIMER:
+            quiet = not (
+                self.responses.busy or self.responses.queued or self._user_speaking or self.updates.pending
+                or self.turns.holding_turn  # push-to-talk: no VAD says the user speaks, the audio does
+            )
+            request = self.think_live.due(quiet=quiet)
+            if request is not None:
+                self._request(request)
+
+    def _function_result(self, event: FunctionResult, now: float) -> None:
+        """A server-side function's output: answered like a client's FunctionCallResponse."""
+        answer = self.functions.result(event.call_id, event.output, outstanding=self.calls.outstanding(event.call_id))
+        if answer is not None:
+            self._answer(answer, now)
+
+    def _answer(self, answer: dg.FunctionCallResponse, now: float) -> None:
+        self.renewal.record.function_output(answer.id, answer.content)
+        due = self.calls.answered(answer, now)
+        self.functions.answered(answer.id, answer.content)
+        if due:
+            self._request(ResponseRequest(FUNCTION))
 
     def _client_closed(self, event: ClientClosed, now: float) -> None:
         self._flush_input_audio()  # P5.9: the end of what the user said still goes upstream
@@ -308,14 +355,10 @@ class Session:
             self.out.client(dg.SettingsApplied())  # P3.1: a later Settings sends nothing upstream
         elif isinstance(message, dg.InjectUserMessage):
             self.messages.inject(message, now)
+            self.think_live.user_active()
         elif isinstance(message, dg.FunctionCallResponse):
-            if message.id in self.renewal.cancelled_calls:
-                # Cancelled at a renewal (FunctionCallCancelled): the new upstream never asked for it.
-                self.log.info("answer to a cancelled function call dropped", extra={"call_id": message.id})
-                return
-            self.renewal.record.function_output(message.id, message.content)
-            if self.calls.answered(message, now):
-                self._request(ResponseRequest(FUNCTION))
+            if not self.functions.refuse(message):
+                self._answer(message, now)
         elif isinstance(message, dg.InjectAgentMessage):
             self._inject_agent_message(message, now)
         elif isinstance(message, dg.UpdatePrompt):
@@ -324,6 +367,14 @@ class Session:
             self.updates.speak(message)
         elif isinstance(message, dg.UpdateThink):
             self.updates.think(message)
+        elif isinstance(message, dg.UpdateListen):
+            self.updates.listen(message)
+        elif isinstance(message, dg.UpdateThinkLive):
+            self.think_live.update(message)
+        elif isinstance(message, dg.ForceEndTurn):
+            self._force_end_turn(now)
+        elif isinstance(message, dg.CustomToThinkProvider):
+            self.custom.to_upstream(message)
         self._advance(now)
 
     def _append_audio(self, data: bytes, now: float) -> None:
@@ -334,6 +385,7 @@ class Session:
         # (about every 120 ms for 20 ms frames), rather than one per frame.
         burst_starts = stream.holds_audio and not stream.pending
         audio = stream.feed(data, now)
+        self.turns.appended(len(audio))
         # P1.3: split anything that would exceed the per-append limit.
         for start in range(0, len(audio), MAX_APPEND_AUDIO_BYTES):
             self.out.upstream(
@@ -343,6 +395,7 @@ class Session:
             self.out.start_timer(AUDIO_PAUSE_TIMER, stream.pause_deadline)
 
     def _send_audio(self, audio: bytes) -> None:
+        self.turns.appended(len(audio))
         for start in range(0, len(audio), MAX_APPEND_AUDIO_BYTES):
             self.out.upstream(
                 oa.InputAudioBufferAppend(event_id=self.out.new_id("e"), audio=audio[start : start + MAX_APPEND_AUDIO_BYTES])
@@ -368,13 +421,18 @@ class Session:
         if behavior not in ("default", "queue", "interrupt"):
             self.out.error("INVALID_MESSAGE", f"InjectAgentMessage: behavior {behavior!r} is not default, queue or interrupt")
             return
-        if not message.message.strip():
-            self.out.error("INVALID_MESSAGE", "InjectAgentMessage: message must be a non-empty string")
+        if message.is_dynamic:
+            # The model writes the line: a plain response on the session's own
+            # instructions, so it stays in the agent's voice and context.
+            request = ResponseRequest(AGENT, message="(dynamic)")
+        elif message.message is None or not message.message.strip():
+            self.out.error("INVALID_MESSAGE", "InjectAgentMessage: message must be a non-empty string (or is_dynamic true)")
             return
-        request = ResponseRequest(AGENT, instructions=SAY_VERBATIM.format(message=message.message), message=message.message)
+        else:
+            request = ResponseRequest(AGENT, instructions=SAY_VERBATIM.format(message=message.message), message=message.message)
         if behavior == "default":
             if self._user_speaking or self.responses.busy or self.responses.queued:
-                self.out.client(dg.InjectionRefused(message=message.message))
+                self.out.client(dg.InjectionRefused(message=message.message or ""))
                 return
             self._request(request)
         elif behavior == "queue":
@@ -384,6 +442,15 @@ class Session:
                 self.responses.active.cancelled = True
                 self._cancel(self.responses.active.id, now)
             self.responses.request(request, first=True)
+
+    def _force_end_turn(self, now: float) -> None:
+        assert self._audio_in is not None
+        self._flush_input_audio()  # P5.9: the resampler's tail belongs to the turn being committed
+        if self.turns.force_end(user_speaking=self._user_speaking, bytes_per_ms=self._audio_in.format.upstream_bytes_per_ms):
+            self._user_speaking = False
+            self._speech_stopped_at = now
+            self.think_live.user_active()
+            self._request(ResponseRequest(USER))
 
     def _request(self, request: ResponseRequest) -> None:
         self.responses.request(request)
@@ -412,6 +479,8 @@ class Session:
         self.applied.instructions = plan.instructions
         self.applied.tools = plan.tools
         self.applied.voice = plan.voice
+        self.applied.server_functions = plan.server_functions
+        self.out.report_history = plan.report_history
         self.out.client(dg.SettingsApplied())
         for entry in plan.history:  # P3.4
             self._keep_context(entry)
@@ -445,8 +514,12 @@ class Session:
             self._request(ResponseRequest(USER))
 
     def _on_response_created(self, event: oa.ResponseEvent, now: float) -> None:
-        self.responses.created(event.response, now, speech_stopped_at=self._speech_stopped_at, output_format=self.speech.output_format)
+        active = self.responses.created(
+            event.response, now, speech_stopped_at=self._speech_stopped_at, output_format=self.speech.output_format
+        )
         self.transcripts.response_created(event.response.id)
+        self.latency.response_started(active.turn_end, spoken=active.kind == VOICE, speech_stopped_at=self._speech_stopped_at)
+        self.think_live.agent_speaking()
         self.out.client(dg.AgentThinking(content=""))
 
     def _on_response_done(self, event: oa.ResponseEvent, now: float) -> None:
@@ -460,6 +533,9 @@ class Session:
             code = (error.code or error.type) if error is not None else None
             message = error.message if error is not None and error.message else "the response failed"
             self.out.error(code or "response_failed", message)
+        if response.status == "cancelled":
+            # Cancelled or interrupted: its unanswered calls are not wanted any more.
+            self.functions.cancelled(self.calls.cancelled(response.id))
         if self.calls.response_done(response.id):
             self._request(ResponseRequest(FUNCTION))
 
@@ -484,12 +560,24 @@ class Session:
                 self.waits.discard(wait)
 
     def _end_response(self, response: ActiveResponse | None, now: float) -> None:
-        if response is not None:
-            self.speech.ended(response)
+        if response is None:
+            return
+        self.speech.ended(response)
+        report = self.latency.response_ended()
+        if report is not None:
+            self.out.client(report)  # after each agent turn
+        # Think Live presence checks count from when the client has played it all.
+        playback_ends = now
+        if response.first_audio_at is not None and not response.interrupted:
+            played_s = response.upstream_audio_bytes / self.speech.output_format.upstream_bytes_per_ms / 1000
+            playback_ends = max(now, response.first_audio_at + played_s)
+        self.think_live.agent_turn_ended(playback_ends)
 
     def _on_audio_delta(self, event: dict[str, Any], now: float) -> None:
         active = self.responses.active
         if active is not None and event.get("response_id") == active.id:
+            if not active.interrupted:
+                self.latency.audio(now)
             self.speech.audio_delta(event, active, now)
 
     def _on_audio_done(self, event: oa.OutputAudioDone, now: float) -> None:
@@ -515,7 +603,18 @@ class Session:
             # run: the user moved on, and no follow-up will be asked for them.
             self.log.info("function call of a cancelled response dropped", extra={"call_id": event.call_id})
             return
-        self.calls.requested(event)
+        self.latency.tool(now)
+        new_round = self.calls.requested(event, client_side=self.functions.client_side(event.name))
+        self.functions.asked(event.call_id, event.name, event.arguments, new_round=new_round)
+
+    def _on_text_delta(self, event: dict[str, Any], now: float) -> None:
+        self.latency.text(now)  # text and transcript deltas: LatencyReport only
+
+    def _on_arguments_delta(self, event: dict[str, Any], now: float) -> None:
+        self.latency.tool(now)
+
+    def _on_buffer_cleared(self, event: dict[str, Any], now: float) -> None:
+        self.turns.cleared()  # ForceEndTurn counts audio from here
 
     # ------------------------------------------------------- the user's turn
 
@@ -524,6 +623,7 @@ class Session:
         self._user_speaking = True
         if self.captions is not None:
             self.captions.speech_started(event.item_id, event.audio_start_ms)
+        self.think_live.user_active()
         self.speech.barge_in(self.responses.active, now)
 
     def _on_speech_stopped(self, event: oa.SpeechStopped, now: float) -> None:
@@ -534,9 +634,11 @@ class Session:
         self.out.client(dg.UtteranceEnd(channel=(0, 1), last_word_end=event.audio_end_ms / 1000))
 
     def _on_committed(self, event: oa.AudioCommitted, now: float) -> None:
+        self.turns.committed()  # the upstream's VAD (or our ForceEndTurn) ended the turn
         self.transcripts.committed(event.item_id)
 
     def _on_transcription(self, event: oa.TranscriptionCompleted, now: float) -> None:
+        self.latency.transcript(now)
         caption = self.captions.final(event.item_id, event.transcript) if self.captions is not None else None
         self.transcripts.transcribed(event.item_id, event.transcript, caption)
 
@@ -632,8 +734,7 @@ class Session:
         self.updates.requeue_pending()
         unanswered, follow_up = self.calls.cancel_round()
         if unanswered:
-            self.out.client(dg.FunctionCallCancelled(functions=tuple(dg.CancelledCall(id=i, name=n) for i, n in unanswered)))
-            self.renewal.cancelled_calls.extend(call_id for call_id, _ in unanswered)
+            self.functions.cancelled(unanswered)  # FunctionCallCancelled; late answers are dropped
         self.renewal.record.forget_unanswered()
         if follow_up:
             self._request(ResponseRequest(FUNCTION))
@@ -747,6 +848,7 @@ _EVENT_HANDLERS: dict[type, Callable[[Session, Any, float], None]] = {
     TimerFired: Session._timer_fired,
     GoingAway: Session._going_away,
     ClientClosed: Session._client_closed,
+    FunctionResult: Session._function_result,
 }
 
 _UPSTREAM_HANDLERS: dict[str, tuple[type | None, Any]] = {
@@ -761,6 +863,10 @@ _UPSTREAM_HANDLERS: dict[str, tuple[type | None, Any]] = {
     "response.output_audio_transcript.done": (oa.TranscriptDone, Session._on_transcript_done),
     "response.output_text.done": (oa.TextDone, Session._on_text_done),
     "conversation.item.input_audio_transcription.delta": (oa.TranscriptionDelta, Session._on_transcription_delta),
+    "response.output_text.delta": (None, Session._on_text_delta),
+    "response.output_audio_transcript.delta": (None, Session._on_text_delta),
+    "response.function_call_arguments.delta": (None, Session._on_arguments_delta),
+    "input_audio_buffer.cleared": (None, Session._on_buffer_cleared),
     "response.function_call_arguments.done": (oa.FunctionCallArgumentsDone, Session._on_function_call),
     "response.done": (oa.ResponseEvent, Session._on_response_done),
     "input_audio_buffer.speech_started": (oa.SpeechStarted, Session._on_speech_started),

@@ -17,6 +17,7 @@ from typing import Any
 from ..protocol import deepgram as dg
 from ..protocol import openai as oa
 from .outbox import Outbox
+from .endpoint_policy import FunctionHosts
 from .settings import InvalidSettings, SessionPlan, plan_session
 from .states import SETUP_TRANSITIONS, Machine, SetupPhase
 from .waits import SETTINGS, Waits
@@ -32,7 +33,8 @@ class Setup:
     """The setup phase, the plan of the first Settings, and the hold."""
 
     def __init__(self, out: Outbox, waits: Waits, *, max_held_frames: int, max_held_bytes: int,
-                 turn_detection: str, transcription_model: str) -> None:
+                 turn_detection: str, transcription_model: str, function_hosts: FunctionHosts = FunctionHosts()) -> None:
+        self._function_hosts = function_hosts
         self._out = out
         self._waits = waits
         self._machine = Machine(SetupPhase.AWAITING_SETTINGS, SETUP_TRANSITIONS)
@@ -56,13 +58,20 @@ class Setup:
     def settings(self, settings: dg.Settings, now: float) -> None:
         """P3.1/P3.7: the first valid Settings becomes one session.update."""
         try:
-            plan = plan_session(settings, turn_detection=self._turn_detection, transcription_model=self._transcription_model)
+            plan = plan_session(
+                settings,
+                turn_detection=self._turn_detection,
+                transcription_model=self._transcription_model,
+                function_hosts=self._function_hosts,
+            )
         except InvalidSettings as error:
             self._out.error("INVALID_SETTINGS", str(error))
             return
         self.plan = plan
         if plan.voice_ignored:
             self._out.warning_once("VOICE_IGNORED", plan.voice_ignored)
+        for code, description in plan.warnings:
+            self._out.warning(code, description)
         event_id = self._out.new_id("e")
         self._out.upstream(oa.SessionUpdate(event_id=event_id, session=plan.session))
         self._waits.add(SETTINGS, event_id, now)

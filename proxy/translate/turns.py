@@ -92,6 +92,7 @@ class CallRound:
 PROMPT = "prompt"
 SPEAK = "speak"
 THINK = "think"
+LISTEN = "listen"
 
 
 @attrs.define
@@ -104,6 +105,7 @@ class Update:
     append_prompt: str | None = None
     tools: tuple[dict[str, Any], ...] | None = None
     voice: str | None = None
+    server_functions: dict[str, Any] | None = None  # UpdateThink: name -> endpoint
     event_id: str | None = None
 
 
@@ -118,3 +120,5 @@ class Applied:
     instructions: str = ""
     tools: tuple[dict[str, Any], ...] = ()
     voice: str | None = None
+    # Server-side functions of the current think configuration: name -> endpoint.
+    server_functions: dict[str, Any] = attrs.Factory(dict)

@@ -1,4 +1,10 @@
-"""P5.4-P5.7: UpdatePrompt, UpdateSpeak and UpdateThink as session.update.
+"""P5.4-P5.7: UpdatePrompt, UpdateSpeak, UpdateThink and UpdateListen as session.update.
+
+UpdateListen (SDK 7.x) has no P5 rule of its own: the listen provider is
+Deepgram's speech-to-text, played here by the session's input
+transcription, so it is a session.update of `audio.input.transcription`
+(the P4 transcription row) acknowledged by ListenUpdated, under the same
+rules as the others.
 
 Applied one at a time, in order, never while a response is active (the
 session calls `start_next` only then); each is answered by its own message
@@ -16,18 +22,45 @@ from collections import deque
 from ..protocol import deepgram as dg
 from ..protocol import openai as oa
 from .outbox import Outbox
-from .settings import tools_from, voice_from
-from .turns import PROMPT, SPEAK, THINK, Applied, Update
+from .endpoint_policy import FunctionHosts
+from .settings import (
+    FALLBACK_IGNORED,
+    InvalidSettings,
+    choose_speak,
+    choose_think,
+    server_functions_from,
+    tools_from,
+    transcription_from,
+)
+from .turns import LISTEN, PROMPT, SPEAK, THINK, Applied, Update
 from .waits import UPDATE, Wait, Waits
 
 UPDATE_TIMER = "update"
 
-_ACKNOWLEDGEMENTS = {PROMPT: dg.PromptUpdated, SPEAK: dg.SpeakUpdated, THINK: dg.ThinkUpdated}
+_ACKNOWLEDGEMENTS = {
+    PROMPT: dg.PromptUpdated,
+    SPEAK: dg.SpeakUpdated,
+    THINK: dg.ThinkUpdated,
+    LISTEN: dg.ListenUpdated,
+}
 
 
 class LiveUpdates:
-    def __init__(self, out: Outbox, waits: Waits, applied: Applied, *, timeout_s: float, max_queued: int) -> None:
+    def __init__(
+        self,
+        out: Outbox,
+        waits: Waits,
+        applied: Applied,
+        *,
+        timeout_s: float,
+        max_queued: int,
+        function_hosts: FunctionHosts = FunctionHosts(),
+        transcription_model: str = "gpt-4o-mini-transcribe",
+    ) -> None:
         self._out = out
+        self._function_hosts = function_hosts
+        self._transcription_model = transcription_model
+        self.agent_language: str | None = None  # Settings.agent.language, the UpdateListen default
         self._waits = waits
         self._applied = applied
         self._timeout_s = timeout_s
@@ -54,7 +87,9 @@ class LiveUpdates:
         self._enqueue(Update(PROMPT, {}, append_prompt=message.prompt))
 
     def speak(self, message: dg.UpdateSpeak) -> None:
-        voice, ignored = voice_from(message.speak)
+        voice, ignored, unused = choose_speak(message.speak, "speak")
+        if unused:
+            self._out.warning(FALLBACK_IGNORED, unused)
         if voice is None:
             # Nothing the upstream could use: say so, and acknowledge the
             # (unchanged) speak configuration so the client is not left waiting.
@@ -64,8 +99,29 @@ class LiveUpdates:
         self._enqueue(Update(SPEAK, {"audio": {"output": {"voice": voice}}}, voice=voice))
 
     def think(self, message: dg.UpdateThink) -> None:
-        tools = tools_from(message.think.functions)
-        self._enqueue(Update(THINK, {"tools": list(tools)}, instructions=message.think.prompt or "", tools=tools))
+        think, unused = choose_think(message.think, "think")
+        try:
+            # A function with an endpoint passes the same allowlist as in Settings.
+            server_functions = server_functions_from(think.functions, self._function_hosts, "think")
+        except InvalidSettings as error:
+            self._out.error("INVALID_MESSAGE", f"UpdateThink: {error}")
+            return
+        if unused:
+            self._out.warning(FALLBACK_IGNORED, unused)
+        tools = tools_from(think.functions)
+        self._enqueue(
+            Update(
+                THINK,
+                {"tools": list(tools)},
+                instructions=think.prompt or "",
+                tools=tools,
+                server_functions=server_functions,
+            )
+        )
+
+    def listen(self, message: dg.UpdateListen) -> None:
+        transcription = transcription_from(message.listen.provider, self.agent_language, self._transcription_model)
+        self._enqueue(Update(LISTEN, {"audio": {"input": {"transcription": transcription}}}))
 
     def _enqueue(self, update: Update) -> None:
         if len(self._queue) >= self._max_queued:
@@ -108,6 +164,8 @@ class LiveUpdates:
             self._applied.tools = update.tools
         if update.voice is not None:
             self._applied.voice = update.voice
+        if update.server_functions is not None:
+            self._applied.server_functions = update.server_functions
         self._out.client(_ACKNOWLEDGEMENTS[update.kind]())
         return True
 

@@ -53,6 +53,7 @@ class Config:
     update_timeout_s: float = 10.0
     tls_cert_path: str | None = None
     tls_key_path: str | None = None
+    upstream_ca_file: str | None = None
     admin_port: int | None = None
     admin_host: str = "127.0.0.1"
     workers: int = 1
@@ -191,6 +192,12 @@ SETTINGS: tuple[_Setting, ...] = (
     _setting("update_timeout_s", "OPENAI_PROXY_UPDATE_TIMEOUT_S", _seconds, "P5.7 deadline"),
     _setting("tls_cert_path", "OPENAI_PROXY_TLS_CERT_PATH", _text, "TLS certificate (PEM) to serve wss://"),
     _setting("tls_key_path", "OPENAI_PROXY_TLS_KEY_PATH", _text, "TLS private key (PEM)"),
+    _setting(
+        "upstream_ca_file",
+        "OPENAI_PROXY_UPSTREAM_CA_FILE",
+        _text,
+        "CA certificates (PEM) to trust for the wss:// upstream instead of the system's (SSL_CERT_FILE)",
+    ),
     _setting("admin_port", "OPENAI_PROXY_ADMIN_PORT", _port, "health and metrics port (unset = off)"),
     _setting("admin_host", "OPENAI_PROXY_ADMIN_HOST", _text, "health and metrics address"),
     _setting("workers", "OPENAI_PROXY_WORKERS", _workers, "processes sharing the port (0 = one per core)"),
@@ -254,4 +261,7 @@ def load_config(
         path = values.get(field)
         if path and not os.path.isfile(path):
             raise ConfigError(f"{field.upper()} file {path!r} does not exist")
+    ca_file = values.get("upstream_ca_file")
+    if ca_file and not os.path.isfile(ca_file):
+        raise ConfigError(f"OPENAI_PROXY_UPSTREAM_CA_FILE file {ca_file!r} does not exist")
     return Config(api_key=api_key, **values)

@@ -26,9 +26,15 @@ import struct
 import trio
 from trio_websocket import CloseReason, ConnectionClosed
 
+from .tls import TlsStream
+
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 RECEIVE_BYTES = 65536
 CLOSE_WAIT_S = 1.0  # for the peer's half of the closing handshake
+
+# What `write_now` returns for TLS when the kernel took only part of the
+# ciphertext: the rest waits inside the TlsStream, and `send_raw` flushes it.
+TLS_HELD = b"tls"
 
 # RFC 6455 7.4.1 codes used here.
 NORMAL, PROTOCOL_ERROR, ABNORMAL, INVALID_DATA, TOO_BIG = 1000, 1002, 1006, 1007, 1009
@@ -66,6 +72,8 @@ class FastWebSocket:
         self._stream = stream
         # The socket's descriptor for direct non-blocking writes; -1 for TLS.
         self._fd = stream.socket.fileno() if type(stream) is trio.SocketStream else -1
+        # TLS (proxy/tls.py) gets direct writes too: encrypted in OpenSSL, then os.write.
+        self._tls = stream if type(stream) is TlsStream else None
         self._drained = True
         self._client = client
         self._max_message_size = max_message_size
@@ -274,7 +282,9 @@ class FastWebSocket:
         the rest with `send_raw` before anything else.
         """
         fd = self._fd
-        if fd < 0 or self.closed is not None or self._send_lock.locked():
+        if fd < 0:
+            return self._write_tls_now(message)
+        if self.closed is not None or self._send_lock.locked():
             return None
         if type(message) is str:
             data = self._frame(TEXT, message.encode("utf-8"))
@@ -288,9 +298,34 @@ class FastWebSocket:
             return None  # the awaiting send reports it as a close
         return data[sent:]
 
+    def _write_tls_now(self, message: str | bytes) -> bytes | None:
+        tls = self._tls
+        if tls is None or self.closed is not None or self._send_lock.locked() or tls.pending:
+            return None
+        if type(message) is str:
+            data = self._frame(TEXT, message.encode("utf-8"))
+        else:
+            data = self._frame(BINARY, bytes(message))
+        try:
+            return b"" if tls.write_nowait(data) else TLS_HELD
+        except trio.BrokenResourceError:
+            return None  # the awaiting send reports it as a close
+
     async def send_raw(self, data: bytes) -> None:
-        """The rest of a frame `write_now` began."""
-        await self._send_bytes(data)
+        """The rest of a frame `write_now` began (for TLS: the ciphertext it holds)."""
+        if self._tls is None:
+            await self._send_bytes(data)
+            return
+        lock = self._send_lock
+        await lock.acquire()
+        try:
+            await self._tls.flush()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if self.closed is None:
+                self.closed = CloseReason(ABNORMAL, "connection lost")
+            raise ConnectionClosed(self.closed) from None
+        finally:
+            lock.release()
 
     def _frame(self, opcode: int, payload: bytes) -> bytes:
         if self._client:

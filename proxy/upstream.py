@@ -15,15 +15,20 @@ import trio
 from trio_websocket import HandshakeError
 
 from .fastws import FastWebSocket
+from .tls import TlsStream, upstream_context
 from .wsopen import connect_fast
 
 # Upstream events can be large (session.updated echoes the instructions).
 UPSTREAM_MAX_MESSAGE = 32 * 1024 * 1024
 
 
-async def open_upstream(url: str, api_key: str) -> FastWebSocket:
-    """Connect and upgrade; raises ConnectionRejected (non-101), HandshakeError or OSError."""
-    stream, host, resource = await _open_upstream_stream(url)
+async def open_upstream(url: str, api_key: str, *, ssl_context: ssl.SSLContext | None = None) -> FastWebSocket:
+    """Connect and upgrade; raises ConnectionRejected (non-101), HandshakeError or OSError.
+
+    `ssl_context` is for wss://; by default the process's one context that
+    trusts the system's CAs (`upstream_context`).
+    """
+    stream, host, resource = await _open_upstream_stream(url, ssl_context)
     return await connect_fast(
         stream,
         host,
@@ -33,7 +38,7 @@ async def open_upstream(url: str, api_key: str) -> FastWebSocket:
     )
 
 
-async def _open_upstream_stream(url: str) -> tuple[trio.abc.Stream, str, str]:
+async def _open_upstream_stream(url: str, ssl_context: ssl.SSLContext | None) -> tuple[trio.abc.Stream, str, str]:
     """TCP (and TLS) to the upstream; returns (stream, Host header, resource).
 
     The TLS handshake is done here, before the WebSocket handshake: inside
@@ -51,11 +56,12 @@ async def _open_upstream_stream(url: str) -> tuple[trio.abc.Stream, str, str]:
         host = f"{host}:{port}"
     if not secure:
         return await trio.open_tcp_stream(hostname, port), host, resource
-    stream = await trio.open_ssl_over_tcp_stream(
-        hostname, port, ssl_context=ssl.create_default_context(), https_compatible=True
-    )
+    if ssl_context is None:
+        ssl_context = upstream_context(None)
+    tcp = await trio.open_tcp_stream(hostname, port)
+    stream = TlsStream(tcp, ssl_context, server_side=False, server_hostname=hostname, direction="upstream")
     try:
-        await stream.do_handshake()
+        await stream.do_handshake()  # a failure is logged there, with OpenSSL's reason
     except BaseException:
         await trio.aclose_forcefully(stream)
         raise

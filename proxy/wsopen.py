@@ -10,6 +10,7 @@ decide (path, headers, proposed subprotocols; P2.7-P2.10) and to answer
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError
 
 from .fastws import RECEIVE_BYTES, FastWebSocket
+from .tls import TlsStream
 
 log = logging.getLogger("proxy")
 
@@ -110,16 +112,22 @@ async def serve_fast(
     handler_nursery: trio.Nursery,
     max_message_size: int,
     connect_timeout: float,
+    ssl_context: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[list[Any]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Accept on `listeners` until cancelled; run `handler(request)` for each upgrade request."""
+    """Accept on `listeners` until cancelled; run `handler(request)` for each upgrade request.
+
+    With `ssl_context` the connections are wss:// (proxy/tls.py); the TLS
+    handshake counts against `connect_timeout` like the HTTP one.
+    """
 
     async def connection(stream: trio.abc.Stream) -> None:
         try:
             request = None
             with trio.move_on_after(connect_timeout):
-                if isinstance(stream, trio.SSLStream):
-                    await stream.do_handshake()
+                if ssl_context is not None:
+                    stream = TlsStream(stream, ssl_context, server_side=True, direction="client")
+                    await stream.do_handshake()  # a failure is logged there
                 request = await _server_handshake(stream, max_message_size)
             if request is not None:
                 await handler(request)

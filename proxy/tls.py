@@ -119,6 +119,11 @@ class TlsStream(trio.abc.Stream):
                 "TLS handshake failed",
                 extra={"direction": self._direction, "detail": f"{type(cause).__name__}: {cause}"},
             )
+            if self._outgoing.pending:  # the alert that tells the peer why, if it can go now
+                try:
+                    self._write_outgoing_nowait()
+                except trio.BrokenResourceError:
+                    pass
             self._broken = cause
             raise trio.BrokenResourceError(f"TLS handshake failed: {cause}") from cause
 

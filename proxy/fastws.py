@@ -349,6 +349,12 @@ class FastWebSocket:
         except trio.WouldBlock:
             await lock.acquire()
         try:
+            tls = self._tls
+            if tls is not None:
+                # Like plain TCP below: write now, wait only for what the kernel did not take.
+                if not tls.write_nowait(data):
+                    await tls.flush()
+                return
             fd = self._fd
             if fd >= 0:
                 # Plain TCP: the kernel almost always takes the whole frame at

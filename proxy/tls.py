@@ -137,6 +137,10 @@ class TlsStream(trio.abc.Stream):
         while True:
             if self._broken is not None:
                 raise trio.BrokenResourceError from self._broken
+            if not incoming.pending and not ssl_object.pending():
+                # Nothing to decrypt: read first (a read that fails costs an exception).
+                if not await self._read_ciphertext():
+                    return b""
             try:
                 data = ssl_object.read(size)
             except ssl.SSLWantReadError:

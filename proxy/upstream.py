@@ -12,20 +12,19 @@ import ssl
 from urllib.parse import urlsplit
 
 import trio
-from trio_websocket import HandshakeError
-
-from .fastws import FastWebSocket
-from .wsopen import connect_fast
+from .ws.opening import HandshakeError, connect
+from .ws.socket import WebSocket
+from .ws.transport import transport_for
 
 # Upstream events can be large (session.updated echoes the instructions).
 UPSTREAM_MAX_MESSAGE = 32 * 1024 * 1024
 
 
-async def open_upstream(url: str, api_key: str) -> FastWebSocket:
+async def open_upstream(url: str, api_key: str) -> WebSocket:
     """Connect and upgrade; raises ConnectionRejected (non-101), HandshakeError or OSError."""
     stream, host, resource = await _open_upstream_stream(url)
-    return await connect_fast(
-        stream,
+    return await connect(
+        transport_for(stream),
         host,
         resource,
         extra_headers=[(b"authorization", f"Bearer {api_key}".encode())],  # P1.5

@@ -1,4 +1,4 @@
-"""proxy/fastws.py: the WebSocket framing of the proxy's data path (RFC 6455 section 5),
+"""proxy/ws/socket.py: the Trio WebSocket of the proxy's data path (RFC 6455 section 5),
 fed raw bytes through an in-memory stream so every edge is exact."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from functools import partial
 import pytest
 import trio
 import trio.testing
-from trio_websocket import ConnectionClosed
-
-from proxy.fastws import FastWebSocket, _mask
+from proxy.ws.codec import FrameCodec
+from proxy.ws.codec import mask as _mask
+from proxy.ws.socket import ConnectionClosed, WebSocket
+from proxy.ws.transport import StreamTransport
 
 
 def frame(opcode: int, payload: bytes, *, final: bool = True, masked: bool = True) -> bytes:
@@ -61,9 +62,10 @@ class Peer:
             self.buffer += data
 
 
-def pair(*, client: bool = False, max_message_size: int = 1 << 20) -> tuple[FastWebSocket, Peer]:
+def pair(*, client: bool = False, max_message_size: int = 1 << 20) -> tuple[WebSocket, Peer]:
     ours, theirs = trio.testing.memory_stream_pair()
-    return FastWebSocket(ours, client=client, max_message_size=max_message_size), Peer(theirs)
+    codec = FrameCodec(client=client, max_message_size=max_message_size)
+    return WebSocket(StreamTransport(ours), codec), Peer(theirs)
 
 
 async def test_fragments_join_and_a_ping_in_between_is_answered() -> None:
@@ -181,17 +183,17 @@ async def test_a_client_that_stops_reading_still_gets_every_frame_in_order(proxy
     frame, the rest goes out before anything else, and later frames queue behind it."""
     from trio_websocket import wrap_client_stream
 
-    from proxy.fastws import FastWebSocket
     from proxy.testing.client import DEFAULT_SETTINGS
 
     tails = []
-    send_raw = FastWebSocket.send_raw
+    flush = WebSocket.flush
 
-    async def counting_send_raw(self, data: bytes) -> None:
-        tails.append(len(data))
-        await send_raw(self, data)
+    async def counting_flush(self) -> None:
+        if self.tail_pending:
+            tails.append(len(self._tail))
+        await flush(self)
 
-    monkeypatch.setattr(FastWebSocket, "send_raw", counting_send_raw)
+    monkeypatch.setattr(WebSocket, "flush", counting_flush)
     fake.responder = None
     # 4000 frames of 960 bytes, each stamped with its number, so order and loss both show.
     audio = b"".join(index.to_bytes(4, "little") * 240 for index in range(4000))

@@ -1,10 +1,10 @@
-"""Opening the proxy's WebSocket connections (issue 6): the accept loop and the upstream connect.
+"""Opening the proxy's WebSocket connections: the accept loop and the client handshake.
 
 Both handshakes are wsproto's sans-I/O `H11Handshake` (h11 underneath) driven
-on a Trio stream; once open, the connection is a `FastWebSocket`
-(proxy/fastws.py). The request object offers what `ProxyServer` needs to
-decide (path, headers, proposed subprotocols; P2.7-P2.10) and to answer
-(accept with a subprotocol, or reject with a status and a body).
+over a `Transport` (proxy/ws/transport.py); once open, the connection is a
+`WebSocket` (proxy/ws/socket.py). The request object offers what the server
+needs to decide (path, headers, proposed subprotocols; P2.7-P2.10) and to
+answer (accept with a subprotocol, or reject with a status and a body).
 """
 
 from __future__ import annotations
@@ -14,16 +14,36 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import trio
-from trio_websocket import ConnectionRejected, HandshakeError
 from wsproto import ConnectionType
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError
 
-from .fastws import RECEIVE_BYTES, FastWebSocket
+from .codec import FrameCodec
+from .socket import WebSocket
+from .transport import Transport, TransportBroken, transport_for
 
 log = logging.getLogger("proxy")
 
+
+class HandshakeError(Exception):
+    """The opening handshake failed: the peer went away or answered something else."""
+
+
+class ConnectionRejected(HandshakeError):
+    """The server answered the upgrade with an HTTP status other than 101."""
+
+    def __init__(self, status_code: int, headers: tuple[tuple[bytes, bytes], ...], body: bytes | None) -> None:
+        super().__init__(f"HTTP {status_code}")
+        self.status_code = status_code
+        self.headers = headers
+        self.body = body
+
+
+def _plain_response(status: int, text: str) -> bytes:
+    body = text.encode()
+    head = f"HTTP/1.1 {status} Bad Request\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    return head.encode() + body
 
 
 def _trailing(handshake: H11Handshake) -> bytes:
@@ -34,11 +54,11 @@ def _trailing(handshake: H11Handshake) -> bytes:
     return bytes(handshake._h11_connection.trailing_data[0])
 
 
-class FastRequest:
+class UpgradeRequest:
     """A client's upgrade request, before it is accepted or rejected (server side)."""
 
-    def __init__(self, stream: trio.abc.Stream, handshake: H11Handshake, event: Request, max_message_size: int):
-        self._stream = stream
+    def __init__(self, transport: Transport, handshake: H11Handshake, event: Request, max_message_size: int):
+        self._transport = transport
         self._handshake = handshake
         self._event = event
         self._max_message_size = max_message_size
@@ -58,11 +78,14 @@ class FastRequest:
 
     async def accept(
         self, *, subprotocol: str | None = None, extra_headers: list[tuple[bytes, bytes]] | None = None
-    ) -> FastWebSocket:
+    ) -> WebSocket:
+        """Answer 101; the open WebSocket. Raises TransportBroken if the client went away."""
         self.answered = True
         data = self._handshake.send(AcceptConnection(subprotocol=subprotocol, extra_headers=extra_headers or []))
-        await self._stream.send_all(data)
-        return FastWebSocket(self._stream, client=False, max_message_size=self._max_message_size, buffered=_trailing(self._handshake))
+        await self._transport.send_all(data)
+        codec = FrameCodec(client=False, max_message_size=self._max_message_size)
+        codec.receive_data(_trailing(self._handshake))
+        return WebSocket(self._transport, codec)
 
     async def reject(
         self, status_code: int, *, extra_headers: list[tuple[bytes, bytes]] | None = None, body: bytes | None = None
@@ -74,62 +97,96 @@ class FastRequest:
         data = self._handshake.send(RejectConnection(status_code=status_code, headers=headers, has_body=bool(body)))
         if body:
             data += self._handshake.send(RejectData(data=body))
-        await self._stream.send_all(data)
-        await self._stream.aclose()
+        try:
+            await self._transport.send_all(data)
+        finally:
+            await self._transport.aclose()
 
 
-async def _server_handshake(stream: trio.abc.Stream, max_message_size: int) -> FastRequest | None:
+async def _server_handshake(transport: Transport, max_message_size: int) -> UpgradeRequest | None:
     """Read the upgrade request; None (after answering 4xx) when it is not one."""
     handshake = H11Handshake(ConnectionType.SERVER)
     while True:
         try:
-            data = await stream.receive_some(RECEIVE_BYTES)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = await transport.receive()
+        except TransportBroken:
             return None
         if not data:
             return None
+        answer = b""
         try:
             handshake.receive_data(data)
             for event in handshake.events():
                 if isinstance(event, Request):
-                    return FastRequest(stream, handshake, event, max_message_size)
+                    return UpgradeRequest(transport, handshake, event, max_message_size)
         except RemoteProtocolError as error:
             hint = error.event_hint
-            if hint is not None:
-                try:
-                    await stream.send_all(handshake.send(hint))
-                except (trio.BrokenResourceError, trio.ClosedResourceError, RemoteProtocolError):
-                    pass
-            return None
+            if hint is None:
+                return None
+            try:
+                answer = handshake.send(hint)
+            except RemoteProtocolError:
+                return None
+        except UnicodeError:
+            # wsproto decodes the Host header as IDNA: `Host: xn--` is not a
+            # name. A bad request, not a reason for a traceback.
+            answer = _plain_response(400, "malformed Host header")
+        try:
+            await transport.send_all(answer)
+        except TransportBroken:
+            pass
+        return None
 
 
-async def serve_fast(
-    handler: Callable[[FastRequest], Awaitable[None]],
+async def serve(
+    handler: Callable[[UpgradeRequest], Awaitable[None]],
     listeners: Sequence[trio.abc.Listener[Any]],
     *,
     handler_nursery: trio.Nursery,
     max_message_size: int,
-    connect_timeout: float,
+    handshake_timeout: float,
+    max_handshakes: int,
     task_status: trio.TaskStatus[list[Any]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Accept on `listeners` until cancelled; run `handler(request)` for each upgrade request."""
+    """Accept on `listeners` until cancelled; run `handler(request)` for each upgrade request.
+
+    At most `max_handshakes` connections may be in their opening handshake
+    (TLS included) at once, each for at most `handshake_timeout`; one over
+    that is closed at once, so connections that never speak cannot take
+    every file descriptor. `handler` runs outside that bound.
+    """
+    in_handshake = trio.Semaphore(max_handshakes) if max_handshakes else None
 
     async def connection(stream: trio.abc.Stream) -> None:
+        transport: Transport | None = None
         try:
+            if in_handshake is not None:
+                try:
+                    in_handshake.acquire_nowait()
+                except trio.WouldBlock:
+                    log.warning("too many handshakes in progress; connection closed")
+                    return
             request = None
-            with trio.move_on_after(connect_timeout):
-                if isinstance(stream, trio.SSLStream):
-                    await stream.do_handshake()
-                request = await _server_handshake(stream, max_message_size)
+            try:
+                with trio.move_on_after(handshake_timeout):
+                    if isinstance(stream, trio.SSLStream):
+                        await stream.do_handshake()
+                    transport = transport_for(stream)
+                    request = await _server_handshake(transport, max_message_size)
+            finally:
+                if in_handshake is not None:
+                    in_handshake.release()
             if request is not None:
                 await handler(request)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, TransportBroken):
             pass
         except Exception:
             # A broken handshake must not take the listener down with it.
             log.warning("handshake failed", exc_info=True)
         finally:
             with trio.CancelScope(shield=True):
+                if transport is not None:
+                    await transport.aclose()
                 try:
                     await stream.aclose()
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -143,60 +200,61 @@ def listener_port(listener: Any) -> int:
     return inner.socket.getsockname()[1]
 
 
-async def connect_fast(
-    stream: trio.abc.Stream,
+async def connect(
+    transport: Transport,
     host: str,
     resource: str,
     *,
     extra_headers: list[tuple[bytes, bytes]] | None = None,
     subprotocols: list[str] | None = None,
     max_message_size: int,
-) -> FastWebSocket:
-    """The client half of the handshake on an open stream (TLS already done).
+) -> WebSocket:
+    """The client half of the handshake on an open transport (TLS already done).
 
     Raises ConnectionRejected for a non-101 answer (with its status and body),
-    HandshakeError if the peer goes away or answers something else.
+    HandshakeError if the peer goes away or answers something else. The
+    transport is closed unless the WebSocket opens.
     """
     try:
-        return await _client_handshake(stream, host, resource, extra_headers, subprotocols, max_message_size)
+        return await _client_handshake(transport, host, resource, extra_headers, subprotocols, max_message_size)
     except BaseException:
-        with trio.CancelScope(shield=True):
-            try:
-                await stream.aclose()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
+        await transport.aclose()
         raise
 
 
 async def _client_handshake(
-    stream: trio.abc.Stream,
+    transport: Transport,
     host: str,
     resource: str,
     extra_headers: list[tuple[bytes, bytes]] | None,
     subprotocols: list[str] | None,
     max_message_size: int,
-) -> FastWebSocket:
+) -> WebSocket:
     handshake = H11Handshake(ConnectionType.CLIENT)
     request = Request(host=host, target=resource, extra_headers=extra_headers or [], subprotocols=subprotocols or [])
-    await stream.send_all(handshake.send(request))
+    lost = "the upstream closed the connection during the handshake"
+    try:
+        await transport.send_all(handshake.send(request))
+    except TransportBroken as error:
+        raise HandshakeError(lost) from error
     rejected: RejectConnection | None = None
     body = b""
     while True:
         try:
-            data = await stream.receive_some(RECEIVE_BYTES)
-        except trio.BrokenResourceError as error:
-            raise HandshakeError("the upstream closed the connection during the handshake") from error
+            data = await transport.receive()
+        except TransportBroken as error:
+            raise HandshakeError(lost) from error
         if not data:
             if rejected is not None:
                 raise ConnectionRejected(rejected.status_code, tuple(rejected.headers), body)
-            raise HandshakeError("the upstream closed the connection during the handshake")
+            raise HandshakeError(lost)
         try:
             handshake.receive_data(data)
             for event in handshake.events():
                 if isinstance(event, AcceptConnection):
-                    return FastWebSocket(
-                        stream, client=True, max_message_size=max_message_size, buffered=_trailing(handshake)
-                    )
+                    codec = FrameCodec(client=True, max_message_size=max_message_size)
+                    codec.receive_data(_trailing(handshake))
+                    return WebSocket(transport, codec)
                 if isinstance(event, RejectConnection):
                     rejected = event
                     if not event.has_body:

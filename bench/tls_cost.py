@@ -2,14 +2,15 @@
 
     python -m bench.tls_cost [--messages 5000]
 
-The proxy's own WebSocket (`proxy.fastws.FastWebSocket`) on both ends of a
+The proxy's own WebSocket (`proxy.ws.socket.WebSocket`) on both ends of a
 loopback connection, a client and a server in one Trio process, bouncing a
 960-byte binary message; each round trip is four operations (send and
 receive on each side). Transports:
 
 - plain TCP (`trio.SocketStream`): the floor;
-- Trio's `SSLStream` (what the proxy used for wss:// before issue 9);
-- `proxy.tls.TlsStream` (ssl.SSLObject over MemoryBIO, direct os.read/os.write).
+- Trio's `SSLStream` (what the proxy used for wss:// before issue 9), through
+  the generic `StreamTransport`;
+- `proxy.tls.TlsTransport` (ssl.SSLObject over MemoryBIO, direct os.read/os.write).
 
 It also times `ssl.create_default_context()` (what every upstream connect
 used to run) and prints the CPU time of each, from `time.process_time`,
@@ -25,20 +26,22 @@ import time
 import trio
 import trustme
 
-from proxy.fastws import FastWebSocket
-from proxy.tls import TlsStream
+from proxy.tls import TlsTransport
+from proxy.ws.codec import FrameCodec
+from proxy.ws.socket import WebSocket
+from proxy.ws.transport import Transport, transport_for
 
 PAYLOAD = b"\x01" * 960
 
 
-async def connected_pair(kind: str, ca: trustme.CA) -> tuple[trio.abc.Stream, trio.abc.Stream]:
+async def connected_pair(kind: str, ca: trustme.CA) -> tuple[Transport, Transport]:
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listeners[0].socket.getsockname()[1]
     client_tcp = await trio.open_tcp_stream("127.0.0.1", port)
     server_tcp = await listeners[0].accept()
     await listeners[0].aclose()
     if kind == "plain":
-        return client_tcp, server_tcp
+        return transport_for(client_tcp), transport_for(server_tcp)
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_context)
     client_context = ssl.create_default_context()
@@ -47,18 +50,20 @@ async def connected_pair(kind: str, ca: trustme.CA) -> tuple[trio.abc.Stream, tr
         client = trio.SSLStream(client_tcp, client_context, server_hostname="127.0.0.1", https_compatible=True)
         server = trio.SSLStream(server_tcp, server_context, server_side=True, https_compatible=True)
     else:
-        client = TlsStream(client_tcp, client_context, server_side=False, server_hostname="127.0.0.1")
-        server = TlsStream(server_tcp, server_context, server_side=True, direction="client")
+        client = TlsTransport(client_tcp, client_context, server_side=False, server_hostname="127.0.0.1")
+        server = TlsTransport(server_tcp, server_context, server_side=True, direction="client")
     async with trio.open_nursery() as nursery:
         nursery.start_soon(client.do_handshake)
         nursery.start_soon(server.do_handshake)
+    if kind == "trio.SSLStream":
+        return transport_for(client), transport_for(server)
     return client, server
 
 
 async def round_trips(kind: str, count: int, ca: trustme.CA) -> float:
-    client_stream, server_stream = await connected_pair(kind, ca)
-    client = FastWebSocket(client_stream, client=True, max_message_size=1 << 20)
-    server = FastWebSocket(server_stream, client=False, max_message_size=1 << 20)
+    client_transport, server_transport = await connected_pair(kind, ca)
+    client = WebSocket(client_transport, FrameCodec(client=True, max_message_size=1 << 20))
+    server = WebSocket(server_transport, FrameCodec(client=False, max_message_size=1 << 20))
 
     async def echo() -> None:
         while True:
@@ -91,7 +96,7 @@ async def main(count: int) -> None:
     ca = trustme.CA()
     print(f"ssl.create_default_context(): {context_cost() * 1e3:.1f} ms CPU (best of 5)")
     print(f"{'transport':<20} {'us CPU per operation':>22}")
-    for kind in ("plain", "trio.SSLStream", "TlsStream"):
+    for kind in ("plain", "trio.SSLStream", "TlsTransport"):
         spent = await round_trips(kind, count, ca)
         print(f"{kind:<20} {spent / count / 4 * 1e6:>22.1f}")
 

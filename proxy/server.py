@@ -25,10 +25,8 @@ from typing import Any
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError
 
 from .config import Config
-from .fastws import FastWebSocket
 from .handshake import decide
 from .metrics import TRANSLATION_SAMPLE_EVERY, Metrics
 from .tls import server_context, upstream_context
@@ -46,7 +44,8 @@ from .translate import (
 )
 from .workers import open_shared_listeners
 from .upstream import connect_failure, error_chain, open_upstream
-from .wsopen import FastRequest, listener_port, serve_fast
+from .ws.opening import ConnectionRejected, HandshakeError, UpgradeRequest, listener_port, serve
+from .ws.socket import ConnectionClosed, WebSocket
 
 log = logging.getLogger("proxy")
 
@@ -65,17 +64,16 @@ STALLED_PEER_TIMEOUT_S = 10.0
 # stranger that connects and stalls, or speaks plain HTTP to a TLS port, holds
 # a socket that long, not trio-websocket's default of 60 s.
 HANDSHAKE_TIMEOUT_S = 10.0
+MAX_HANDSHAKES = 256
 
 # What the readers and timers tell the translator.
 CLIENT_TEXT, CLIENT_AUDIO, UPSTREAM_TEXT, UPSTREAM_CLOSED, UPSTREAM_FAILED, TIMER, GOING_AWAY = range(7)
 EVENT_NAMES = ("client_text", "client_audio", "upstream_text", "upstream_closed", "upstream_failed", "timer", "going_away")
 
 
-@attrs.frozen
-class _FrameTail:
-    """The rest of a frame the kernel took only part of (see `_write_client_now`)."""
-
-    data: bytes
+# Queued for a writer when a direct write left part of a frame in the socket:
+# "send that tail" (WebSocket.flush). Any other write sends it first anyway.
+_FLUSH = object()
 
 
 class ConnectionLog(logging.LoggerAdapter):
@@ -91,10 +89,10 @@ class Connection:
     """One accepted client and, once connected, its upstream."""
 
     config: Config
-    client: FastWebSocket
+    client: WebSocket
     connection_id: str
     log: ConnectionLog
-    upstream: FastWebSocket | None = None
+    upstream: WebSocket | None = None
     # Issue 9: the process's one TLS context for a wss:// upstream.
     upstream_ssl: ssl.SSLContext | None = None
     # Plain integer counters, shared by the server's connections (read at scrape time).
@@ -292,15 +290,15 @@ class Connection:
         """Write to the client now if nothing is queued for it; False: queue it."""
         if self._client_queued:
             return False
-        rest = self.client.write_now(frame)
-        if rest is None:
+        client = self.client
+        if not client.write_now(frame):
             return False
         metrics = self.metrics
         metrics.frames_proxy_to_client += 1
         metrics.bytes_proxy_to_client += len(frame)
-        if rest:  # the kernel took part of it: the writer sends the rest first
+        if client.tail_pending:  # the kernel took part of it: the socket keeps the rest
             self._client_queued += 1
-            self._client_frames.send_nowait(_FrameTail(rest))  # nothing is queued: there is room
+            self._client_frames.send_nowait(_FLUSH)  # nothing is queued: there is room
         return True
 
     def _write_upstream_now(self, frame: str) -> bool:
@@ -308,15 +306,14 @@ class Connection:
         upstream = self.upstream
         if upstream is None or self._upstream_queued:
             return False
-        rest = upstream.write_now(frame)
-        if rest is None:
+        if not upstream.write_now(frame):
             return False
         metrics = self.metrics
         metrics.frames_proxy_to_upstream += 1
         metrics.bytes_proxy_to_upstream += len(frame)
-        if rest:
+        if upstream.tail_pending:
             self._upstream_queued += 1
-            self._upstream_frames.send_nowait(_FrameTail(rest))
+            self._upstream_frames.send_nowait(_FLUSH)
         return True
 
     def _cancel_timer(self, name: str) -> None:
@@ -343,8 +340,8 @@ class Connection:
                 return
             try:
                 with trio.move_on_after(STALLED_PEER_TIMEOUT_S) as stall:
-                    if type(frame) is _FrameTail:
-                        await client.send_raw(frame.data)
+                    if frame is _FLUSH:
+                        await client.flush()
                     else:
                         metrics.frames_proxy_to_client += 1
                         metrics.bytes_proxy_to_client += len(frame)
@@ -395,8 +392,8 @@ class Connection:
         async for frame in frames:
             try:
                 with trio.move_on_after(STALLED_PEER_TIMEOUT_S) as stall:
-                    if type(frame) is _FrameTail:
-                        await upstream.send_raw(frame.data)
+                    if frame is _FLUSH:
+                        await upstream.flush()
                     else:
                         metrics.frames_proxy_to_upstream += 1
                         metrics.bytes_proxy_to_upstream += len(frame)
@@ -472,12 +469,13 @@ class ProxyServer:
                     listeners = await trio.open_tcp_listeners(config.port, host=config.host)
                 await listener.start(
                     partial(
-                        serve_fast,  # issue 6: the lean data path (proxy/fastws.py)
+                        serve,  # the lean data path (proxy/ws/)
                         self._handle,
                         listeners,
                         handler_nursery=handlers,
                         max_message_size=config.max_frame_bytes,  # P5.11: bigger closes with 1009
-                        connect_timeout=HANDSHAKE_TIMEOUT_S,
+                        handshake_timeout=HANDSHAKE_TIMEOUT_S,
+                        max_handshakes=MAX_HANDSHAKES,
                         ssl_context=ssl_context,  # issue 9: TLS in C (proxy/tls.py)
                     )
                 )
@@ -504,14 +502,14 @@ class ProxyServer:
         if self.connections:
             await self._all_closed.wait()
 
-    async def _handle(self, request: FastRequest) -> None:
+    async def _handle(self, request: UpgradeRequest) -> None:
         # An exception here would take the whole listener down: contain it.
         try:
             await self._handle_request(request)
         except Exception:
             log.exception("connection failed")
 
-    async def _handle_request(self, request: FastRequest) -> None:
+    async def _handle_request(self, request: UpgradeRequest) -> None:
         config = self.config
         decision = decide(
             request.path,

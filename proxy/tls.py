@@ -3,16 +3,15 @@
 Trio's `SSLStream` is general: every `receive_some` and `send_all` goes
 through a lock-protected retry loop in Python, a conflict detector and the
 socket stream's own wrappers, which costs more per 20 ms audio frame than the
-framing does. Here TLS is `ssl.SSLObject` (OpenSSL) over two `MemoryBIO`s,
-and ciphertext moves with `os.read` / `os.write` on the socket's descriptor
-driven by `trio.lowlevel.wait_readable` / `wait_writable`, the same direct
-non-blocking I/O the plain socket uses (proxy/fastws.py): per frame one
-`read` or one `write` system call, the encryption in OpenSSL, and a few
-Python calls.
+framing does (`python -m bench.tls_cost`). Here TLS is `ssl.SSLObject`
+(OpenSSL) over two `MemoryBIO`s, and ciphertext moves with `os.read` /
+`os.write` on the socket's descriptor driven by `trio.lowlevel.wait_readable`
+/ `wait_writable`, the same direct non-blocking I/O as the plain transport
+(proxy/ws/transport.py): per frame one `read` or one `write` system call,
+the encryption in OpenSSL, and a few Python calls.
 
-Ciphertext leaves in the order it was made, always: a partial write's rest
-stays in the stream (`pending`) and every later write goes behind it, so a
-frame can never be cut by another (a TLS record cut in two ends the session).
+`TlsTransport` is a `proxy.ws.transport.Transport`, so the WebSocket
+(proxy/ws/socket.py) runs on it unchanged, direct writes included.
 
 The `SSLContext`s are built once per process (`upstream_context`,
 `server_context`): `ssl.create_default_context()` loads the system's CA
@@ -33,9 +32,9 @@ import ssl
 
 import trio
 
-log = logging.getLogger("proxy")
+from .ws.transport import RECEIVE_BYTES, TransportBroken
 
-RECEIVE_BYTES = 65536
+log = logging.getLogger("proxy")
 
 
 def upstream_context(ca_file: str | None) -> ssl.SSLContext:
@@ -60,12 +59,19 @@ def server_context(cert_path: str, key_path: str) -> ssl.SSLContext:
     return context
 
 
-class TlsStream(trio.abc.Stream):
-    """TLS over a connected `trio.SocketStream`; client or server side.
+class TlsTransport:
+    """TLS over a connected `trio.SocketStream`, client or server side.
 
     `do_handshake` first (raises `trio.BrokenResourceError` from the
-    `ssl.SSLError`, after logging it); then `receive_some` / `send_all` like
-    any Trio stream, plus `write_nowait` for the proxy's direct writes.
+    `ssl.SSLError`, after logging it); then the transport interface.
+
+    Encrypted bytes cannot be taken back, so when the kernel takes only part
+    of a frame's ciphertext the rest waits here (`pending`) and
+    `send_nowait` reports one byte of the frame as not taken: the WebSocket
+    keeps that byte as the frame's tail and offers it to `send_all` before
+    anything else, which then sends the pending ciphertext (the byte is
+    already inside it). So ciphertext leaves in the order it was made, and
+    a TLS record is never cut by another (the peer would end the session).
     """
 
     def __init__(
@@ -77,7 +83,7 @@ class TlsStream(trio.abc.Stream):
         server_hostname: str | None = None,
         direction: str = "upstream",
     ) -> None:
-        self.transport_stream = transport_stream
+        self._stream = transport_stream  # owns the socket; closing it wakes any waiter
         self._fd = transport_stream.socket.fileno()
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
@@ -87,15 +93,12 @@ class TlsStream(trio.abc.Stream):
         self._direction = direction
         #: Ciphertext made but not yet taken by the kernel (it goes before anything else).
         self.pending = b""
+        self._owed = b""  # the end of a frame reported as not taken (it is inside `pending`)
         # True after a read that emptied the socket: the next bytes are ~20 ms
         # away, so wait for readiness before reading instead of failing with EAGAIN.
         self._drained = True
         self._broken: BaseException | None = None
         self._closed = False
-
-    @property
-    def socket(self) -> trio.socket.SocketType:
-        return self.transport_stream.socket
 
     # --------------------------------------------------------------- handshake
 
@@ -108,61 +111,64 @@ class TlsStream(trio.abc.Stream):
                     ssl_object.do_handshake()
                     break
                 except ssl.SSLWantReadError:
-                    await self._flush_outgoing()
+                    if self._outgoing.pending:
+                        await self._send_pending(self._outgoing.read())
                     if not await self._read_ciphertext():
                         raise ConnectionResetError("the peer closed the connection during the TLS handshake")
-            await self._flush_outgoing()
-        except (ssl.SSLError, OSError, trio.BrokenResourceError) as error:
-            cause = error.__cause__ if isinstance(error, trio.BrokenResourceError) and error.__cause__ else error
+            if self._outgoing.pending:
+                await self._send_pending(self._outgoing.read())
+        except (ssl.SSLError, OSError, TransportBroken) as error:
+            cause = error.__cause__ if isinstance(error, TransportBroken) and error.__cause__ else error
             log.log(
+                # An upstream that fails TLS is the operator's problem; a
+                # stranger's bad handshake on the listener is not.
                 logging.WARNING if self._direction == "upstream" else logging.INFO,
                 "TLS handshake failed",
                 extra={"direction": self._direction, "detail": f"{type(cause).__name__}: {cause}"},
             )
             if self._outgoing.pending:  # the alert that tells the peer why, if it can go now
                 try:
-                    self._write_outgoing_nowait()
-                except trio.BrokenResourceError:
+                    self._write_nowait(self._outgoing.read())
+                except TransportBroken:
                     pass
             self._broken = cause
             raise trio.BrokenResourceError(f"TLS handshake failed: {cause}") from cause
 
     # ------------------------------------------------------------------ receive
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        """Some plaintext; b"" once the peer has closed (close_notify or EOF)."""
-        size = max_bytes or RECEIVE_BYTES
+    async def receive(self) -> bytes:
+        """Some plaintext, waiting as needed; b"" once the peer has closed (close_notify or EOF)."""
         ssl_object = self._ssl
         incoming = self._incoming
         while True:
             if self._broken is not None:
-                raise trio.BrokenResourceError from self._broken
+                raise TransportBroken(str(self._broken)) from self._broken
             if not incoming.pending and not ssl_object.pending():
                 # Nothing to decrypt: read first (a read that fails costs an exception).
                 if not await self._read_ciphertext():
                     return b""
             try:
-                data = ssl_object.read(size)
+                data = ssl_object.read(RECEIVE_BYTES)
             except ssl.SSLWantReadError:
                 data = None
             except ssl.SSLZeroReturnError:
                 return b""
             except ssl.SSLError as error:
                 self._broken = error
-                raise trio.BrokenResourceError from error
+                raise TransportBroken(str(error)) from error
             if data is not None:
                 # More whole records may already be here: take them in this call.
-                while (incoming.pending or ssl_object.pending()) and len(data) < size:
+                while (incoming.pending or ssl_object.pending()) and len(data) < RECEIVE_BYTES:
                     try:
-                        more = ssl_object.read(size - len(data))
+                        more = ssl_object.read(RECEIVE_BYTES - len(data))
                     except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
                         break
                     except ssl.SSLError as error:
                         self._broken = error
                         break  # reported by the next call, after these bytes
                     data += more
-                if self._outgoing.pending:  # e.g. a TLS 1.3 key update's answer
-                    self._write_outgoing_nowait()
+                if self._outgoing.pending and not self.pending:  # e.g. a TLS 1.3 key update's answer
+                    self._write_nowait(self._outgoing.read())
                 return data
             if not await self._read_ciphertext():
                 return b""
@@ -171,17 +177,15 @@ class TlsStream(trio.abc.Stream):
         """Feed the bytes the socket has into OpenSSL; False at EOF."""
         fd = self._fd
         while True:
-            if self._closed:
-                raise trio.ClosedResourceError
             try:
                 if self._drained:
                     await trio.lowlevel.wait_readable(fd)
                 else:
                     await trio.lowlevel.checkpoint()
-            except trio.ClosedResourceError:
-                return False
+            except (trio.ClosedResourceError, OSError) as error:
+                raise TransportBroken("closed") from error
             if self._closed:
-                raise trio.ClosedResourceError
+                raise TransportBroken("closed")
             try:
                 data = os.read(fd, RECEIVE_BYTES)
             except BlockingIOError:
@@ -189,7 +193,7 @@ class TlsStream(trio.abc.Stream):
                 continue
             except OSError as error:
                 self._broken = error
-                raise trio.BrokenResourceError from error
+                raise TransportBroken(str(error)) from error
             self._drained = len(data) < RECEIVE_BYTES
             if not data:
                 return False
@@ -198,24 +202,51 @@ class TlsStream(trio.abc.Stream):
 
     # --------------------------------------------------------------------- send
 
-    def write_nowait(self, data: bytes) -> bool:
-        """Encrypt `data` and write what the kernel takes now.
+    def send_nowait(self, data: bytes | memoryview) -> int:
+        """Encrypt `data` and write what the kernel takes now; how many bytes of `data` count as sent.
 
-        True: all of it is on the wire. False: some ciphertext waits in the
-        stream (`pending`); `flush` (or the next `send_all`) sends it first.
-        Raises BrokenResourceError if the socket is gone.
+        All of them, or all but the last when ciphertext had to wait (see the
+        class docstring); 0 if earlier ciphertext is still waiting.
         """
         if self._broken is not None or self._closed:
-            raise trio.BrokenResourceError from self._broken
+            raise TransportBroken("closed") from self._broken
+        if self.pending or not data:
+            return 0
         try:
             self._ssl.write(data)
         except ssl.SSLError as error:
             self._broken = error
-            raise trio.BrokenResourceError from error
-        return self._write_outgoing_nowait()
+            raise TransportBroken(str(error)) from error
+        if self._write_nowait(self._outgoing.read()):
+            return len(data)
+        self._owed = bytes(data[-1:])
+        return len(data) - 1
 
-    def _write_outgoing_nowait(self) -> bool:
-        ciphertext = self._outgoing.read()
+    async def send_all(self, data: bytes | memoryview) -> None:
+        """Send all of `data` after any pending ciphertext, waiting as needed."""
+        if self._broken is not None or self._closed:
+            raise TransportBroken("closed") from self._broken
+        view = memoryview(data)
+        owed = self._owed
+        if owed:
+            # The WebSocket offers the tail `send_nowait` left first, always.
+            if bytes(view[: len(owed)]) != owed:
+                self._broken = TransportBroken("a write came before the tail of the frame ahead of it")
+                raise self._broken
+            view = view[len(owed) :]
+            self._owed = b""
+        ciphertext = b""
+        if view:
+            try:
+                self._ssl.write(view)
+            except ssl.SSLError as error:
+                self._broken = error
+                raise TransportBroken(str(error)) from error
+            ciphertext = self._outgoing.read()
+        await self._send_pending(ciphertext)
+
+    def _write_nowait(self, ciphertext: bytes) -> bool:
+        """Write `pending` + `ciphertext` as far as the kernel takes it; True if all of it went."""
         if self.pending:
             ciphertext = self.pending + ciphertext
             self.pending = b""
@@ -225,52 +256,43 @@ class TlsStream(trio.abc.Stream):
             sent = 0
         except OSError as error:
             self._broken = error
-            raise trio.BrokenResourceError from error
+            raise TransportBroken(str(error)) from error
         if sent < len(ciphertext):
             self.pending = ciphertext[sent:]
             return False
         return True
 
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        """Encrypt and send all of `data` (after any pending ciphertext)."""
-        if not self.write_nowait(bytes(data)):
-            await self.flush()
-        else:
-            await trio.lowlevel.checkpoint()
-
-    async def flush(self) -> None:
-        """Wait until the pending ciphertext is on the wire."""
+    async def _send_pending(self, ciphertext: bytes) -> None:
+        if self._write_nowait(ciphertext):
+            return
         while self.pending:
             try:
                 await trio.lowlevel.wait_writable(self._fd)
-            except trio.ClosedResourceError:
-                raise trio.BrokenResourceError from None
+            except (trio.ClosedResourceError, OSError) as error:
+                raise TransportBroken("closed") from error
             if self._closed:
-                raise trio.ClosedResourceError
-            self._write_outgoing_nowait()
-
-    async def _flush_outgoing(self) -> None:
-        if self._outgoing.pending and not self._write_outgoing_nowait():
-            await self.flush()
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.wait_writable(self._fd)
+                raise TransportBroken("closed")
+            self._write_nowait(b"")
 
     # -------------------------------------------------------------------- close
 
     async def aclose(self) -> None:
-        """Send close_notify if it can go now (never waits for the peer's), then close."""
+        """Send close_notify if it can go now (never waits for the peer's), then close; idempotent."""
         if self._closed:
-            await trio.lowlevel.checkpoint()
             return
+        self._closed = True
         if self._broken is None and not self.pending:
             try:
                 self._ssl.unwrap()
             except ssl.SSLError:
                 pass  # SSLWantReadError: the peer's close_notify is not awaited
             try:
-                self._write_outgoing_nowait()
-            except trio.BrokenResourceError:
+                if self._outgoing.pending:
+                    self._write_nowait(self._outgoing.read())
+            except TransportBroken:
                 pass
-        self._closed = True
-        await self.transport_stream.aclose()
+        with trio.CancelScope(shield=True):
+            try:
+                await self._stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass

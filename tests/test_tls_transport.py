@@ -1,9 +1,10 @@
 """Issue 9: TLS on both legs through proxy/tls.py (SSLObject over MemoryBIO, direct I/O).
 
-Three layers, as the rest of the suite: the `TlsStream` itself against Trio's
-own `SSLStream` as the independent peer (partial writes, ordering,
-fragmented reads, failed handshakes), the one `SSLContext` per process, and
-whole turns through the proxy with wss:// on both legs. Certificates come
+Three layers, as the rest of the suite: the `TlsTransport` itself, and the
+proxy's `WebSocket` on it, against Trio's own `SSLStream` as the independent
+peer (partial writes, ordering, fragmented reads, failed handshakes), the one
+`SSLContext` per process, and whole turns through the proxy with wss:// on
+both legs. Certificates come
 from a throwaway CA (trustme); nothing leaves loopback.
 """
 
@@ -21,7 +22,10 @@ from trio_websocket import open_websocket_url
 
 from proxy.config import ConfigError, load_config
 from proxy.testing import AgentClient
-from proxy.tls import TlsStream, upstream_context
+from proxy.tls import TlsTransport, upstream_context
+from proxy.ws.codec import FrameCodec
+from proxy.ws.socket import WebSocket
+from proxy.ws.transport import TransportBroken
 
 from .oracles import validate_deepgram_server_message
 
@@ -67,13 +71,13 @@ def trusting(ca: trustme.CA) -> ssl.SSLContext:
     return context
 
 
-async def tls_pair(ca, issued, *, sndbuf: int | None = None) -> tuple[TlsStream, trio.SSLStream]:
-    """A TlsStream (client side) and Trio's SSLStream (server side) over a socket pair, handshaken."""
+async def tls_pair(ca, issued, *, sndbuf: int | None = None) -> tuple[TlsTransport, trio.SSLStream]:
+    """A TlsTransport (client side) and Trio's SSLStream (server side) over a socket pair, handshaken."""
     left, right = trio.socket.socketpair()
     if sndbuf:
         left.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_SNDBUF, sndbuf)
         right.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_RCVBUF, sndbuf)
-    ours = TlsStream(trio.SocketStream(left), trusting(ca), server_side=False, server_hostname="localhost")
+    ours = TlsTransport(trio.SocketStream(left), trusting(ca), server_side=False, server_hostname="localhost")
     theirs = trio.SSLStream(trio.SocketStream(right), server_side_context(issued), server_side=True)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ours.do_handshake)
@@ -94,16 +98,17 @@ async def receive_exactly(stream: trio.abc.ReceiveStream, size: int) -> bytes:
 
 
 async def test_a_partial_write_keeps_its_rest_ahead_of_later_writes(ca, issued):
-    """The kernel takes part of a 1 MiB frame; a later write (a pong, say) goes after all of it.
-
-    A TLS record cut by another would end the connection at the peer (bad MAC).
-    """
+    """The kernel takes part of a 1 MiB frame's ciphertext: the transport reports its last
+    byte as not taken, and the tail the WebSocket then offers sends the waiting ciphertext
+    before a later write (a pong, say). A TLS record cut by another would end the
+    connection at the peer (bad MAC)."""
     big = bytes(range(256)) * 4096  # 1 MiB
     later = b"the pong that came next"
     with trio.fail_after(DEADLINE):
         ours, theirs = await tls_pair(ca, issued, sndbuf=4096)
-        assert ours.write_nowait(big) is False  # the peer is not reading yet: only part went out
-        assert ours.pending
+        sent = ours.send_nowait(big)  # the peer is not reading yet: only part went out
+        assert sent == len(big) - 1 and ours.pending
+        assert ours.send_nowait(later) == 0  # nothing jumps the queue
         received = b""
 
         async def read_all() -> None:
@@ -112,11 +117,51 @@ async def test_a_partial_write_keeps_its_rest_ahead_of_later_writes(ca, issued):
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(read_all)
-            await ours.send_all(later)  # behind the pending ciphertext, not in front of it
+            await ours.send_all(memoryview(big)[sent:])  # the tail, as proxy/ws/socket.py does
+            await ours.send_all(later)
         assert not ours.pending
         assert received == big + later
 
 
+async def test_a_write_that_is_not_the_owed_tail_is_refused(ca, issued):
+    """Anything but the tail after a partial write would corrupt the stream: refused, broken."""
+    with trio.fail_after(DEADLINE):
+        ours, _theirs = await tls_pair(ca, issued, sndbuf=4096)
+        assert ours.send_nowait(b"x" * (1 << 20)) == (1 << 20) - 1
+        with pytest.raises(TransportBroken):
+            await ours.send_all(b"a pong in the middle")
+        with pytest.raises(TransportBroken):
+            ours.send_nowait(b"anything")
+
+
+async def test_websocket_on_tls_answers_a_ping_after_a_partial_frame(ca, issued):
+    """The proxy's WebSocket on TlsTransport: a 1 MiB binary frame the kernel takes only
+    part of (write_now leaves a tail), a PING from the peer meanwhile; the peer reads the
+    whole frame, then the pong, never one inside the other (issue 9 items 2 and 3)."""
+    big = bytes(range(256)) * 4096
+    with trio.fail_after(DEADLINE):
+        ours, theirs = await tls_pair(ca, issued, sndbuf=4096)
+        socket = WebSocket(ours, FrameCodec(client=True, max_message_size=1 << 21))
+        assert socket.write_now(big) and socket.tail_pending
+        await theirs.send_all(b"\x89\x04ping")  # an unmasked PING from the server side
+        peer = FrameCodec(client=False, max_message_size=1 << 21)
+        got: list = []
+
+        async def read_peer() -> None:
+            while len(got) < 1 or peer.pongs < 1:
+                peer.receive_data(await theirs.receive_some(65536))
+                while (message := peer.next_message()) is not None:
+                    got.append(message)
+
+        async def answer_ping() -> None:
+            with trio.move_on_after(0.5):
+                await socket.get_message()  # reads the PING, answers it through the ordered path
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_peer)
+            nursery.start_soon(answer_ping)
+            await socket.flush()
+        assert got == [big] and peer.pongs == 1
 async def test_fragmented_records_are_reassembled(ca, issued):
     """Records arriving in pieces (many small TLS writes, TCP split anywhere) read back whole."""
     payload = bytes(range(251)) * 1000
@@ -129,9 +174,12 @@ async def test_fragmented_records_are_reassembled(ca, issued):
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(send_in_pieces)
-            assert await receive_exactly(ours, len(payload)) == payload
+            data = bytearray()
+            while len(data) < len(payload):
+                data += await ours.receive()
+            assert data == payload
         await theirs.aclose()  # close_notify: the end of the stream, not an error
-        assert await ours.receive_some() == b""
+        assert await ours.receive() == b""
 
 
 async def test_failed_handshake_is_logged_with_the_reason(ca, issued, caplog):
@@ -140,7 +188,7 @@ async def test_failed_handshake_is_logged_with_the_reason(ca, issued, caplog):
     left, right = trio.socket.socketpair()
     untrusting = ssl.create_default_context(cafile=None)
     untrusting.load_verify_locations(cadata=trustme.CA().cert_pem.bytes().decode())  # some other CA
-    ours = TlsStream(trio.SocketStream(left), untrusting, server_side=False, server_hostname="localhost")
+    ours = TlsTransport(trio.SocketStream(left), untrusting, server_side=False, server_hostname="localhost")
     theirs = trio.SSLStream(trio.SocketStream(right), server_side_context(issued), server_side=True)
     with trio.fail_after(DEADLINE):
         async with trio.open_nursery() as nursery:

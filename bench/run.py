@@ -98,10 +98,16 @@ def python_module(module: str, *args: str, cpus: str) -> list[str]:
     return pinned(command, cpus)
 
 
+# `--nice N`: run every process of a row at this scheduling priority (nice(1)).
+NICE: int | None = None
+
+
 def pinned(command: list[str], cpus: str) -> list[str]:
-    """`command` run on `cpus` (taskset when there is one; else unpinned)."""
+    """`command` run on `cpus` (taskset when there is one; else unpinned), at NICE if set."""
     if cpus and shutil.which("taskset"):
-        return ["taskset", "-c", cpus, *command]
+        command = ["taskset", "-c", cpus, *command]
+    if NICE is not None:
+        command = ["nice", "-n", str(NICE), *command]
     return command
 
 
@@ -358,7 +364,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--proxy-dir", default=None, help="run the proxy from this checkout (A/B comparisons)")
     parser.add_argument("--upstream-tls", action="store_true", help="the fake upstream serves wss:// (as OpenAI does)")
     parser.add_argument("--client-tls", action="store_true", help="the proxy serves wss:// to the load generator")
+    parser.add_argument("--nice", type=int, default=None,
+                        help="run the proxy and the apparatus at this priority (negative needs root): on a "
+                             "machine shared with other work they then get their CPU first")
     args = parser.parse_args(argv)
+    if args.nice is not None:
+        global NICE
+        NICE = args.nice
     if args.proxy_dir:
         global PROXY_DIR
         PROXY_DIR = Path(args.proxy_dir).resolve()
@@ -375,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"# {duration:g} s of audio per session; proxy CPUs [{proxy_cpus or 'any'}], apparatus CPUs "
         f"[{apparatus_cpus or 'any'}], workers {args.workers}; TLS: upstream {'on' if args.upstream_tls else 'off'}, "
-        f"client {'on' if args.client_tls else 'off'}; load {os.getloadavg()[0]:.2f}",
+        f"client {'on' if args.client_tls else 'off'}; nice {args.nice}; load {os.getloadavg()[0]:.2f}",
         flush=True,
     )
     rows: list[Row] = []

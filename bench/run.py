@@ -21,6 +21,7 @@ with TLS. The floor row uses TLS wherever the proxy row does.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -100,6 +101,21 @@ def python_module(module: str, *args: str, cpus: str) -> list[str]:
 
 # `--nice N`: run every process of a row at this scheduling priority (nice(1)).
 NICE: int | None = None
+
+
+def set_group_priority(nice: int) -> int | None:
+    """With the kernel's autogroup scheduling, nice only ranks processes of one
+    session against each other; other sessions' work (say, test runs in other
+    terminals) gets its share whatever our nice. The session's own priority
+    is /proc/self/autogroup: set it, and return the old one (None: no autogroup)."""
+    try:
+        with open("/proc/self/autogroup") as file:
+            before = int(file.read().split("nice")[1])
+        with open("/proc/self/autogroup", "w") as file:
+            file.write(str(nice))
+    except (OSError, ValueError, IndexError):
+        return None
+    return before
 
 
 def pinned(command: list[str], cpus: str) -> list[str]:
@@ -371,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.nice is not None:
         global NICE
         NICE = args.nice
+        group_priority_before = set_group_priority(args.nice)
+        if group_priority_before is not None:
+            atexit.register(set_group_priority, group_priority_before)  # the shell's session gets it back
     if args.proxy_dir:
         global PROXY_DIR
         PROXY_DIR = Path(args.proxy_dir).resolve()

@@ -212,9 +212,15 @@ class FrameCodec:
                 self._skip = length - present
                 buffer.clear()
                 return None
-            if opcode < 8 and length + len(self._fragments) > self.max_message_size:
-                # Refused from the header alone: nothing of it is buffered.
-                raise ProtocolError(TOO_BIG, f"message over {self.max_message_size} bytes")
+            if opcode < 8:
+                # Decided from the header alone, before any payload is buffered.
+                if opcode == CONTINUATION:
+                    if not self._message_opcode:
+                        raise ProtocolError(PROTOCOL_ERROR, "a continuation frame without a message")
+                elif self._message_opcode:
+                    raise ProtocolError(PROTOCOL_ERROR, "a new message began inside a fragmented one")
+                if length + len(self._fragments) > self.max_message_size:
+                    raise ProtocolError(TOO_BIG, f"message over {self.max_message_size} bytes")
             if second & 0x80:
                 end = offset + 4 + length
                 if size < end:
@@ -228,8 +234,6 @@ class FrameCodec:
                 payload = bytes(buffer[offset:end])
             del buffer[:end]
             if opcode == BINARY or opcode == TEXT:
-                if self._message_opcode:
-                    raise ProtocolError(PROTOCOL_ERROR, "a new message began inside a fragmented one")
                 if first & 0x80:
                     if opcode == BINARY:
                         return payload
@@ -277,8 +281,6 @@ class FrameCodec:
 
     def _continue_fragments(self, payload: bytes, final: int) -> str | bytes | None:
         opcode = self._message_opcode
-        if not opcode:
-            raise ProtocolError(PROTOCOL_ERROR, "a continuation frame without a message")
         self._fragments += payload
         if opcode == TEXT:
             self._check_utf8(payload, bool(final))

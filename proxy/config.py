@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -262,6 +263,11 @@ def load_config(
         if path and not os.path.isfile(path):
             raise ConfigError(f"{field.upper()} file {path!r} does not exist")
     ca_file = values.get("upstream_ca_file")
-    if ca_file and not os.path.isfile(ca_file):
-        raise ConfigError(f"OPENAI_PROXY_UPSTREAM_CA_FILE file {ca_file!r} does not exist")
+    if ca_file:
+        if not os.path.isfile(ca_file):
+            raise ConfigError(f"OPENAI_PROXY_UPSTREAM_CA_FILE file {ca_file!r} does not exist")
+        try:  # a bad file fails here, once, not at every upstream connect
+            ssl.create_default_context(cafile=ca_file)
+        except (ssl.SSLError, ValueError) as error:
+            raise ConfigError(f"OPENAI_PROXY_UPSTREAM_CA_FILE file {ca_file!r} holds no usable CA certificate: {error}") from None
     return Config(api_key=api_key, **values)

@@ -99,6 +99,9 @@ class TlsTransport:
         self._drained = True
         self._broken: BaseException | None = None
         self._closed = False
+        # The first read after the handshake always asks OpenSSL: data that
+        # came with the handshake's last flight may already be inside it.
+        self._after_handshake = True
 
     # --------------------------------------------------------------- handshake
 
@@ -143,10 +146,11 @@ class TlsTransport:
         while True:
             if self._broken is not None:
                 raise TransportBroken(str(self._broken)) from self._broken
-            if not incoming.pending and not ssl_object.pending():
+            if not incoming.pending and not ssl_object.pending() and not self._after_handshake:
                 # Nothing to decrypt: read first (a read that fails costs an exception).
                 if not await self._read_ciphertext():
                     return b""
+            self._after_handshake = False
             try:
                 data = ssl_object.read(RECEIVE_BYTES)
             except ssl.SSLWantReadError:
@@ -284,7 +288,7 @@ class TlsTransport:
         if self._broken is None and not self.pending:
             try:
                 self._ssl.unwrap()
-            except ssl.SSLError:
+            except (ssl.SSLError, ValueError):
                 pass  # SSLWantReadError: the peer's close_notify is not awaited
             try:
                 if self._outgoing.pending:

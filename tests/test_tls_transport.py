@@ -221,6 +221,11 @@ def test_upstream_ca_file_setting(ca_file):
     assert load_config([], environ=base, cwd="/nonexistent").upstream_ca_file is None
     with pytest.raises(ConfigError, match="OPENAI_PROXY_UPSTREAM_CA_FILE"):
         load_config([], environ={**base, "OPENAI_PROXY_UPSTREAM_CA_FILE": ca_file + ".missing"}, cwd="/nonexistent")
+    not_pem = ca_file + ".txt"
+    with open(not_pem, "w") as file:
+        file.write("not a certificate\n")
+    with pytest.raises(ConfigError, match="no usable CA certificate"):
+        load_config(["--upstream-ca-file", not_pem], environ=base, cwd="/nonexistent")
 
 
 def test_the_upstream_context_is_built_once_per_trust_setting(ca_file, monkeypatch):

@@ -9,6 +9,9 @@ frame received back gives the upstream-to-client latency.
 `--direct` is the floor: the same load speaks OpenAI events straight to the
 fake upstream (appends out, deltas in), with no proxy in between.
 
+A wss:// `--url` connects with TLS (trusting `--ca`), as a client of a
+proxy that serves wss:// does.
+
 Writes a JSON summary to `--out` and the latencies to `--out`.lat.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import ssl
 from array import array
 from urllib.parse import urlsplit
 
@@ -201,6 +205,7 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--drain-limit", type=float, default=60.0, help="longest wait for late audio, seconds")
     parser.add_argument("--out", required=True)
     parser.add_argument("--cpus", default="")
+    parser.add_argument("--ca", default=None, help="for a wss:// URL: trust this CA file (PEM)")
     args = parser.parse_args(argv)
     pin({int(c) for c in args.cpus.split(",") if c})
     url = urlsplit(args.url)
@@ -209,6 +214,9 @@ async def main(argv: list[str] | None = None) -> None:
     loop = asyncio.get_running_loop()
     run = Run(args.sessions, frames, args.direct)
     proxy_pids = [int(p) for p in args.proxy_pids.split(",") if p]
+    tls = None
+    if url.scheme == "wss":
+        tls = ssl.create_default_context(cafile=args.ca)  # one context for every session
 
     sessions: list[Session] = []
     connecting = asyncio.Semaphore(64)
@@ -217,7 +225,7 @@ async def main(argv: list[str] | None = None) -> None:
         async with connecting:
             try:
                 _, session = await loop.create_connection(
-                    lambda: Session(run, index, url.hostname, url.port, path), url.hostname, url.port
+                    lambda: Session(run, index, url.hostname, url.port, path), url.hostname, url.port, ssl=tls
                 )
             except OSError as error:
                 run.error(f"connect {type(error).__name__}")

@@ -3,17 +3,25 @@
     python -m bench.run                 # short sweep (under 2 minutes)
     python -m bench.run --long          # long sweep
     python -m bench.run --counts 100 --duration 20 --workers 2
+    python -m bench.run --upstream-tls [--client-tls]   # wss:// as deployed
 
 For each session count it starts a fresh fake upstream (`bench.upstream`) and
 a fresh proxy (`python -m proxy`, a subprocess like in production), then runs
 the load generator (`bench.loadgen`) against it; the floor row runs the same
 load straight against the fake upstream. On a machine with two or more CPUs
 the proxy is pinned to CPU 0 and the apparatus to CPU 1.
+
+`--upstream-tls` makes the fake upstream serve wss:// (as OpenAI does) with a
+certificate made for the run by a throwaway CA, which the proxy is told to
+trust (OPENAI_PROXY_UPSTREAM_CA_FILE); `--client-tls` makes the proxy serve
+wss:// (OPENAI_PROXY_TLS_CERT_PATH/KEY_PATH) and the load generator connect
+with TLS. The floor row uses TLS wherever the proxy row does.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -56,6 +64,7 @@ class Row:
     rss_per_session_mb: float | None = None
     apparatus_cpu_percent: float = 0.0
     other_cpu_percent: float = 0.0  # everything else on the machine: noise if high
+    load: float = 0.0  # 1-minute load average when the row began (uptime)
     setup_s: float = 0.0
 
 
@@ -90,10 +99,31 @@ def python_module(module: str, *args: str, cpus: str) -> list[str]:
     return pinned(command, cpus)
 
 
+# `--nice N`: run every process of a row at this scheduling priority (nice(1)).
+NICE: int | None = None
+
+
+def set_group_priority(nice: int) -> int | None:
+    """With the kernel's autogroup scheduling, nice only ranks processes of one
+    session against each other; other sessions' work (say, test runs in other
+    terminals) gets its share whatever our nice. The session's own priority
+    is /proc/self/autogroup: set it, and return the old one (None: no autogroup)."""
+    try:
+        with open("/proc/self/autogroup") as file:
+            before = int(file.read().split("nice")[1])
+        with open("/proc/self/autogroup", "w") as file:
+            file.write(str(nice))
+    except (OSError, ValueError, IndexError):
+        return None
+    return before
+
+
 def pinned(command: list[str], cpus: str) -> list[str]:
-    """`command` run on `cpus` (taskset when there is one; else unpinned)."""
+    """`command` run on `cpus` (taskset when there is one; else unpinned), at NICE if set."""
     if cpus and shutil.which("taskset"):
-        return ["taskset", "-c", cpus, *command]
+        command = ["taskset", "-c", cpus, *command]
+    if NICE is not None:
+        command = ["nice", "-n", str(NICE), *command]
     return command
 
 
@@ -114,10 +144,44 @@ def process_tree(pid: int) -> list[int]:
     return pids
 
 
-def start_upstream(workdir: str, tag: str, cpus: str, frames: int) -> tuple[subprocess.Popen, int, str]:
+@attrs.frozen
+class Tls:
+    """Where TLS is used, and the files of the run's throwaway CA and certificate."""
+
+    upstream: bool = False
+    client: bool = False
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+
+    def suffix(self, floor: bool) -> str:
+        """How a row is labelled: which legs are wss:// (the floor has only the upstream one)."""
+        legs = [name for name, on in (("up", self.upstream), ("client", self.client and not floor)) if on]
+        return f" wss {'+'.join(legs)}" if legs else ""
+
+
+def make_tls(workdir: str, upstream: bool, client: bool) -> Tls:
+    """A CA made for this run and one certificate for 127.0.0.1 (fake upstream and proxy share it)."""
+    if not (upstream or client):
+        return Tls()
+    import trustme  # a dev dependency, like the rest of the bench
+
+    authority = trustme.CA()
+    issued = authority.issue_cert("127.0.0.1", "localhost")
+    ca, cert, key = (os.path.join(workdir, name) for name in ("ca.pem", "cert.pem", "key.pem"))
+    authority.cert_pem.write_to_path(ca)
+    issued.private_key_pem.write_to_path(key)
+    with open(cert, "wb") as out:
+        for blob in issued.cert_chain_pems:
+            out.write(blob.bytes())
+    return Tls(upstream, client, ca, cert, key)
+
+
+def start_upstream(workdir: str, tag: str, cpus: str, frames: int, tls: Tls) -> tuple[subprocess.Popen, int, str]:
     out = os.path.join(workdir, f"upstream-{tag}.json")
+    certificate = ["--cert", tls.cert, "--key", tls.key] if tls.upstream else []
     process = subprocess.Popen(
-        python_module("bench.upstream", "--out", out, "--cpus", cpus, "--frames", str(frames), cpus=""),
+        python_module("bench.upstream", "--out", out, "--cpus", cpus, "--frames", str(frames), *certificate, cpus=""),
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -132,16 +196,26 @@ def start_upstream(workdir: str, tag: str, cpus: str, frames: int) -> tuple[subp
 PROXY_DIR = ROOT
 
 
-def start_proxy(upstream_port: int, workdir: str, tag: str, cpus: str, workers: int, extra_env: dict[str, str]) -> tuple[subprocess.Popen, int, str]:
+def start_proxy(
+    upstream_port: int, workdir: str, tag: str, cpus: str, workers: int, extra_env: dict[str, str], tls: Tls
+) -> tuple[subprocess.Popen, int, str]:
     log_path = os.path.join(workdir, f"proxy-{tag}.log")
+    scheme = "wss" if tls.upstream else "ws"
     env = {
         **os.environ,
         "OPENAI_API_KEY": "bench",
-        "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{upstream_port}/v1/realtime?model=gpt-realtime",
+        "OPENAI_REALTIME_URL": f"{scheme}://127.0.0.1:{upstream_port}/v1/realtime?model=gpt-realtime",
         "OPENAI_PROXY_PORT": "0",
         "OPENAI_PROXY_WORKERS": str(workers),
-        **extra_env,
     }
+    if tls.upstream:
+        env["OPENAI_PROXY_UPSTREAM_CA_FILE"] = tls.ca
+        # What a checkout from before that setting reads instead (--proxy-dir A/B runs).
+        env["SSL_CERT_FILE"] = tls.ca
+    if tls.client:
+        env["OPENAI_PROXY_TLS_CERT_PATH"] = tls.cert
+        env["OPENAI_PROXY_TLS_KEY_PATH"] = tls.key
+    env.update(extra_env)
     log_file = open(log_path, "w")
     process = subprocess.Popen(python_module("proxy", cpus=cpus), cwd=PROXY_DIR, env=env, stderr=log_file, stdout=log_file)
     deadline = time.monotonic() + 20
@@ -177,24 +251,30 @@ def run_row(
     workdir: str,
     extra_env: dict[str, str],
     profile: str | None = None,
+    tls: Tls = Tls(),
 ) -> Row:
+    load_average = os.getloadavg()[0]
     proxy_cpus, apparatus_cpus = cpu_plan(workers)
     tag = f"{'floor' if floor else 'proxy'}-{sessions}"
-    upstream, upstream_port, upstream_out = start_upstream(workdir, tag, apparatus_cpus, frames_for(duration))
+    upstream, upstream_port, upstream_out = start_upstream(workdir, tag, apparatus_cpus, frames_for(duration), tls)
     proxy = None
     try:
         load_out = os.path.join(workdir, f"load-{tag}.json")
         args = ["--sessions", str(sessions), "--duration", str(duration), "--out", load_out, "--cpus", apparatus_cpus,
                 "--upstream-pid", str(upstream.pid)]
         idle_kib = 0
+        if tls.ca:
+            args += ["--ca", tls.ca]
         if floor:
-            args += ["--direct", "--url", f"ws://127.0.0.1:{upstream_port}/v1/realtime"]
+            scheme = "wss" if tls.upstream else "ws"
+            args += ["--direct", "--url", f"{scheme}://127.0.0.1:{upstream_port}/v1/realtime"]
         else:
-            proxy, port, _log = start_proxy(upstream_port, workdir, tag, proxy_cpus, workers, extra_env)
+            proxy, port, _log = start_proxy(upstream_port, workdir, tag, proxy_cpus, workers, extra_env, tls)
             time.sleep(0.3)  # let the workers settle before the idle reading
             pids = process_tree(proxy.pid)
             idle_kib = sum(memory_kib(pid)["VmRSS"] for pid in pids)
-            args += ["--url", f"ws://127.0.0.1:{port}/openai", "--proxy-pids", ",".join(map(str, pids))]
+            scheme = "wss" if tls.client else "ws"
+            args += ["--url", f"{scheme}://127.0.0.1:{port}/openai", "--proxy-pids", ",".join(map(str, pids))]
         profiler = None
         if profile and proxy is not None:
             # py-spy samples from outside the proxy (its cost lands on the apparatus CPU).
@@ -222,7 +302,7 @@ def run_row(
     window = load["window_s"] or 1.0
     streaming = load["streaming"]
     row = Row(
-        label="floor" if floor else ("ours" if workers <= 1 else f"ours x{workers}"),
+        label=("floor" if floor else ("ours" if workers <= 1 else f"ours x{workers}")) + tls.suffix(floor),
         sessions=sessions,
         streaming=streaming,
         up_p50=percentile(up_latency, 0.50),
@@ -236,6 +316,7 @@ def run_row(
         errors=load["errors"] | ({"upstream binary": up["errors"]} if up["errors"] else {}),
         apparatus_cpu_percent=100 * (load["loadgen_cpu_s"] + load["upstream_cpu_s"]) / window,
         setup_s=load["setup_s"],
+        load=load_average,
     )
     ours = load["loadgen_cpu_s"] + load["upstream_cpu_s"] + load["proxy_cpu_s"]
     row.other_cpu_percent = max(0.0, 100 * (load["machine_busy_s"] - ours) / window)
@@ -269,16 +350,17 @@ def fmt(value: float | None, digits: int = 2) -> str:
 def table(rows: list[Row]) -> str:
     header = (
         "| run | sessions | up p50 ms | up p99 ms | down p50 ms | down p99 ms | lost up/down | errors "
-        "| proxy CPU % | CPU-s per session-min | idle RSS MB | RSS MB per session | apparatus CPU % | other CPU % |"
+        "| proxy CPU % | CPU-s per session-min | idle RSS MB | RSS MB per session | apparatus CPU % | other CPU % "
+        "| load |"
     )
-    lines = [header, "|" + "|".join(["---"] * 14) + "|"]
+    lines = [header, "|" + "|".join(["---"] * 15) + "|"]
     for row in rows:
         errors = sum(row.errors.values())
         lines.append(
             f"| {row.label} | {row.sessions} | {fmt(row.up_p50)} | {fmt(row.up_p99)} | {fmt(row.down_p50)} "
             f"| {fmt(row.down_p99)} | {row.up_lost}/{row.down_lost} | {errors} | {fmt(row.proxy_cpu_percent, 0)} "
             f"| {fmt(row.cpu_per_session_minute, 3)} | {fmt(row.idle_rss_mb, 1)} | {fmt(row.rss_per_session_mb, 3)} "
-            f"| {fmt(row.apparatus_cpu_percent, 0)} | {fmt(row.other_cpu_percent, 0)} |"
+            f"| {fmt(row.apparatus_cpu_percent, 0)} | {fmt(row.other_cpu_percent, 0)} | {fmt(row.load)} |"
         )
     return "\n".join(lines)
 
@@ -296,7 +378,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet-wait", type=float, default=0.0,
                         help="before each row wait up to this many seconds for the machine to be idle")
     parser.add_argument("--proxy-dir", default=None, help="run the proxy from this checkout (A/B comparisons)")
+    parser.add_argument("--upstream-tls", action="store_true", help="the fake upstream serves wss:// (as OpenAI does)")
+    parser.add_argument("--client-tls", action="store_true", help="the proxy serves wss:// to the load generator")
+    parser.add_argument("--nice", type=int, default=None,
+                        help="run the proxy and the apparatus at this priority (negative needs root): on a "
+                             "machine shared with other work they then get their CPU first")
     args = parser.parse_args(argv)
+    if args.nice is not None:
+        global NICE
+        NICE = args.nice
+        group_priority_before = set_group_priority(args.nice)
+        if group_priority_before is not None:
+            atexit.register(set_group_priority, group_priority_before)  # the shell's session gets it back
     if args.proxy_dir:
         global PROXY_DIR
         PROXY_DIR = Path(args.proxy_dir).resolve()
@@ -312,23 +405,26 @@ def main(argv: list[str] | None = None) -> int:
     proxy_cpus, apparatus_cpus = cpu_plan(args.workers)
     print(
         f"# {duration:g} s of audio per session; proxy CPUs [{proxy_cpus or 'any'}], apparatus CPUs "
-        f"[{apparatus_cpus or 'any'}], workers {args.workers}",
+        f"[{apparatus_cpus or 'any'}], workers {args.workers}; TLS: upstream {'on' if args.upstream_tls else 'off'}, "
+        f"client {'on' if args.client_tls else 'off'}; nice {args.nice}; load {os.getloadavg()[0]:.2f}",
         flush=True,
     )
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="proxy-bench-") as workdir:
+        tls = make_tls(workdir, args.upstream_tls, args.client_tls)
         plan = [(count, False) for count in counts] + [(count, True) for count in floor_counts]
         for count, floor in plan:
             if args.quiet_wait:
                 wait_for_quiet(15.0, args.quiet_wait)
             row = run_row(count, duration, floor=floor, workers=args.workers, workdir=workdir, extra_env=extra_env,
-                          profile=None if floor else args.profile)
+                          profile=None if floor else args.profile, tls=tls)
             rows.append(row)
             errors = f" errors {row.errors}" if row.errors else ""
             print(
                 f"{row.label:>8} {count:>4} sessions: up p99 {fmt(row.up_p99)} ms, down p99 {fmt(row.down_p99)} ms, "
                 f"lost {row.up_lost}/{row.down_lost}, CPU-s/session-min {fmt(row.cpu_per_session_minute, 3)}, "
-                f"apparatus CPU {fmt(row.apparatus_cpu_percent, 0)}%, other {fmt(row.other_cpu_percent, 0)}%{errors}",
+                f"apparatus CPU {fmt(row.apparatus_cpu_percent, 0)}%, other {fmt(row.other_cpu_percent, 0)}%, "
+                f"load {fmt(row.load)}{errors}",
                 flush=True,
             )
     print()

@@ -6,6 +6,8 @@ one 20 ms `response.output_audio.delta` every 20 ms (stamped, see
 `bench.common`), `--frames` of them, then `response.done`.
 Every append's stamp gives the client-to-upstream latency.
 
+With `--cert`/`--key` it serves wss:// (TLS, as the real OpenAI does).
+
 Prints `{"port": N}` on stdout once listening; when stdin closes it writes its
 counts and latencies to `--out` and exits.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import ssl
 import sys
 from array import array
 
@@ -183,12 +186,19 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="where to write the results (JSON + .lat latencies)")
     parser.add_argument("--cpus", default="", help="CPUs to pin to, comma-separated")
     parser.add_argument("--frames", type=int, required=True, help="audio deltas to stream per connection")
+    parser.add_argument("--cert", default=None, help="serve wss:// with this certificate chain (PEM)")
+    parser.add_argument("--key", default=None, help="the certificate's private key (PEM)")
     args = parser.parse_args(argv)
     pin({int(c) for c in args.cpus.split(",") if c})
     loop = asyncio.get_running_loop()
     server = Server(args.frames)
     server.pacer = Pacer(loop, server.tick)
-    listener = await loop.create_server(lambda: Upstream(server), args.host, args.port, backlog=4096)
+    tls = None
+    if args.cert:
+        # Like OpenAI: wss:// only, with a certificate the proxy has to verify.
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.cert, args.key)
+    listener = await loop.create_server(lambda: Upstream(server), args.host, args.port, backlog=4096, ssl=tls)
     port = listener.sockets[0].getsockname()[1]
     server.pacer.start()
     print(json.dumps({"port": port}), flush=True)

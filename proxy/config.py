@@ -63,6 +63,7 @@ class Config:
     transcript_wait_s: float = 2.0
     tls_cert_path: str | None = None
     tls_key_path: str | None = None
+    upstream_ca_file: str | None = None
     admin_port: int | None = None
     admin_host: str = "127.0.0.1"
     workers: int = 1
@@ -310,6 +311,12 @@ SETTINGS: tuple[_Setting, ...] = (
     ),
     _setting("tls_cert_path", "OPENAI_PROXY_TLS_CERT_PATH", _text, "TLS certificate (PEM) to serve wss://"),
     _setting("tls_key_path", "OPENAI_PROXY_TLS_KEY_PATH", _text, "TLS private key (PEM)"),
+    _setting(
+        "upstream_ca_file",
+        "OPENAI_PROXY_UPSTREAM_CA_FILE",
+        _text,
+        "CA certificates (PEM) to trust for the wss:// upstream instead of the system's (SSL_CERT_FILE)",
+    ),
     _setting("admin_port", "OPENAI_PROXY_ADMIN_PORT", _port, "health and metrics port (unset = off)"),
     _setting("admin_host", "OPENAI_PROXY_ADMIN_HOST", _text, "health and metrics address"),
     _setting("workers", "OPENAI_PROXY_WORKERS", _workers, "processes sharing the port (0 = one per core)"),
@@ -439,6 +446,14 @@ def load_config(
         raise ConfigError("OPENAI_PROXY_TLS_CERT_PATH and OPENAI_PROXY_TLS_KEY_PATH must be set together")
     if values.get("tls_cert_path"):
         _check_tls_files(values["tls_cert_path"], values["tls_key_path"])
+    ca_file = values.get("upstream_ca_file")
+    if ca_file:
+        if not os.path.isfile(ca_file):
+            raise ConfigError(f"OPENAI_PROXY_UPSTREAM_CA_FILE file {ca_file!r} does not exist")
+        try:  # a bad file fails here, once, not at every upstream connect
+            ssl.create_default_context(cafile=ca_file)
+        except (ssl.SSLError, ValueError) as error:
+            raise ConfigError(f"OPENAI_PROXY_UPSTREAM_CA_FILE file {ca_file!r} holds no usable CA certificate: {error}") from None
     config = Config(api_key=api_key, **values)
     _check_exposure(config)
     return config

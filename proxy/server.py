@@ -25,13 +25,12 @@ from typing import Any
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError
 
 from .clientaddr import client_address
 from .config import Config
-from .fastws import FastWebSocket
 from .handshake import decide
 from .counters import TRANSLATION_SAMPLE_EVERY, Metrics
+from .tls import server_context, upstream_context
 from .protocol.deepgram import Error as ErrorMessage
 from .protocol.wire import encode_client, encode_upstream
 from .endpoints import call_endpoint
@@ -59,7 +58,8 @@ from .translate import (
 from .translate.events import ClientClosed
 from .listeners import open_shared_listeners
 from .upstream import connect_failure, error_chain, open_upstream
-from .wsopen import FastRequest, listener_port, serve_fast
+from .ws.opening import ConnectionRejected, HandshakeError, UpgradeRequest, listener_port, serve
+from .ws.socket import ConnectionClosed, WebSocket
 
 log = logging.getLogger("proxy")
 
@@ -84,14 +84,13 @@ CLIENT_GONE_DRAIN_S = 0.25
 HANDSHAKE_TIMEOUT_S = 10.0
 # Server-side function calls running at once per connection; more wait their turn.
 MAX_CONCURRENT_FUNCTION_CALLS = 4
+MAX_HANDSHAKES = 256
 
 
 
-@attrs.frozen
-class _FrameTail:
-    """The rest of a frame the kernel took only part of (see `_write_client_now`)."""
-
-    data: bytes
+# Queued for a writer when a direct write left part of a frame in the socket:
+# "send that tail" (WebSocket.flush). Any other write sends it first anyway.
+_FLUSH = object()
 
 
 class ConnectionLog(logging.LoggerAdapter):
@@ -107,10 +106,12 @@ class Connection:
     """One accepted client and, once connected, its upstream."""
 
     config: Config
-    client: FastWebSocket
+    client: WebSocket
     connection_id: str
     log: ConnectionLog
-    upstream: FastWebSocket | None = None
+    upstream: WebSocket | None = None
+    # Issue 9: the process's one TLS context for a wss:// upstream.
+    upstream_ssl: ssl.SSLContext | None = None
     # Plain integer counters, shared by the server's connections (read at scrape time).
     metrics: Metrics = attrs.Factory(Metrics)
     _inbound: Any = None  # send side of the translator's channel
@@ -332,15 +333,15 @@ class Connection:
         """Write to the client now if nothing is queued for it; False: queue it."""
         if self._client_queued:
             return False
-        rest = self.client.write_now(frame)
-        if rest is None:
+        client = self.client
+        if not client.write_now(frame):
             return False
         metrics = self.metrics
         metrics.frames_proxy_to_client += 1
         metrics.bytes_proxy_to_client += len(frame)
-        if rest:  # the kernel took part of it: the writer sends the rest first
+        if client.tail_pending:  # the kernel took part of it: the socket keeps the rest
             self._client_queued += 1
-            self._client_frames.send_nowait(_FrameTail(rest))  # nothing is queued: there is room
+            self._client_frames.send_nowait(_FLUSH)  # nothing is queued: there is room
         return True
 
     def _write_upstream_now(self, frame: str) -> bool:
@@ -348,15 +349,14 @@ class Connection:
         upstream = self.upstream
         if upstream is None or self._upstream_queued:
             return False
-        rest = upstream.write_now(frame)
-        if rest is None:
+        if not upstream.write_now(frame):
             return False
         metrics = self.metrics
         metrics.frames_proxy_to_upstream += 1
         metrics.bytes_proxy_to_upstream += len(frame)
-        if rest:
+        if upstream.tail_pending:
             self._upstream_queued += 1
-            self._upstream_frames.send_nowait(_FrameTail(rest))
+            self._upstream_frames.send_nowait(_FLUSH)
         return True
 
     def _cancel_timer(self, name: str) -> None:
@@ -395,8 +395,8 @@ class Connection:
                 return
             try:
                 with trio.move_on_after(STALLED_PEER_TIMEOUT_S) as stall:
-                    if type(frame) is _FrameTail:
-                        await client.send_raw(frame.data)
+                    if frame is _FLUSH:
+                        await client.flush()
                     else:
                         metrics.frames_proxy_to_client += 1
                         metrics.bytes_proxy_to_client += len(frame)
@@ -436,8 +436,8 @@ class Connection:
                 continue
             try:
                 with trio.move_on_after(STALLED_PEER_TIMEOUT_S) as stall:
-                    if type(frame) is _FrameTail:
-                        await upstream.send_raw(frame.data)
+                    if frame is _FLUSH:
+                        await upstream.flush()
                     else:
                         metrics.frames_proxy_to_upstream += 1
                         metrics.bytes_proxy_to_upstream += len(frame)
@@ -469,7 +469,7 @@ class Connection:
         started = trio.current_time()
         try:
             with trio.fail_after(config.upstream_connect_timeout_s):
-                upstream = await open_upstream(config.upstream_url, config.api_key)
+                upstream = await open_upstream(config.upstream_url, config.api_key, ssl_context=self.upstream_ssl)
         except ConnectionRejected as rejected:
             failure = (rejected.status_code, f"HTTP {rejected.status_code}")
         except trio.TooSlowError:
@@ -504,12 +504,12 @@ class Connection:
         if upstream is not None and upstream.closed is None:
             nursery.start_soon(self._close_replaced, upstream)
 
-    async def _close_replaced(self, upstream: FastWebSocket) -> None:
+    async def _close_replaced(self, upstream: WebSocket) -> None:
         with trio.move_on_after(CLOSE_TIMEOUT_S):
             await upstream.aclose(1000, "session renewed")
 
     async def _upstream_reader(
-        self, upstream: FastWebSocket, inbound: trio.MemorySendChannel, generation: int, scope: trio.CancelScope
+        self, upstream: WebSocket, inbound: trio.MemorySendChannel, generation: int, scope: trio.CancelScope
     ) -> None:
         # Cancelled by its scope when the session renews the upstream; any
         # other end (an exception) ends the connection through the nursery.
@@ -557,6 +557,7 @@ class ProxyServer:
     connections: set[Connection] = attrs.Factory(set)
     metrics: Metrics = attrs.Factory(Metrics)
     port: int | None = None
+    upstream_ssl: ssl.SSLContext | None = None
     accepting: bool = True
     _listener_scope: trio.CancelScope | None = None
     _handlers: trio.Nursery | None = None
@@ -567,8 +568,10 @@ class ProxyServer:
         config = self.config
         ssl_context = None
         if config.tls_cert_path:
-            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ssl_context.load_cert_chain(config.tls_cert_path, config.tls_key_path)
+            ssl_context = server_context(config.tls_cert_path, config.tls_key_path)
+        if config.upstream_url.startswith("wss:"):
+            # Issue 9: built once, here, not per connect (~25 ms of CPU each).
+            self.upstream_ssl = upstream_context(config.upstream_ca_file)
         # Connections live in their own nursery so the listener can stop
         # (P2.6) while open sessions carry on.
         async with trio.open_nursery() as handlers:
@@ -580,17 +583,17 @@ class ProxyServer:
                     listeners: list[Any] = await open_shared_listeners(config.host, config.port)
                 else:
                     listeners = await trio.open_tcp_listeners(config.port, host=config.host)
-                if ssl_context is not None:
-                    listeners = [trio.SSLListener(each, ssl_context, https_compatible=True) for each in listeners]
                 await listener.start(
                     partial(
-                        serve_fast,  # issue 6: the lean data path (proxy/fastws.py)
+                        serve,  # the lean data path (proxy/ws/)
                         self._handle,
                         listeners,
                         handler_nursery=handlers,
                         max_message_size=config.max_frame_bytes,  # P5.11: bigger closes with 1009
-                        connect_timeout=HANDSHAKE_TIMEOUT_S,
+                        handshake_timeout=HANDSHAKE_TIMEOUT_S,
+                        max_handshakes=MAX_HANDSHAKES,
                         plain_http=_playground(config),
+                        ssl_context=ssl_context,  # issue 9: TLS in C (proxy/tls.py)
                     )
                 )
                 self.port = listener_port(listeners[0])
@@ -623,14 +626,14 @@ class ProxyServer:
         if self.connections:
             await self._all_closed.wait()
 
-    async def _handle(self, request: FastRequest) -> None:
+    async def _handle(self, request: UpgradeRequest) -> None:
         # An exception here would take the whole listener down: contain it.
         try:
             await self._handle_request(request)
         except Exception:
             log.exception("connection failed")
 
-    async def _handle_request(self, request: FastRequest) -> None:
+    async def _handle_request(self, request: UpgradeRequest) -> None:
         config = self.config
         decision = decide(
             request.path,
@@ -658,7 +661,9 @@ class ProxyServer:
             log,
             {"connection_id": connection_id, "trace_id": decision.trace_id or connection_id, "client_address": address},
         )
-        connection = Connection(config, client, connection_id, connection_log, metrics=self.metrics)
+        connection = Connection(
+            config, client, connection_id, connection_log, upstream_ssl=self.upstream_ssl, metrics=self.metrics
+        )
         if not self.connections:
             self._all_closed = trio.Event()
         self.connections.add(connection)

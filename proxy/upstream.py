@@ -12,20 +12,25 @@ import ssl
 from urllib.parse import urlsplit
 
 import trio
-from trio_websocket import HandshakeError
 
-from .fastws import FastWebSocket
-from .wsopen import connect_fast
+from .tls import TlsTransport, upstream_context
+from .ws.opening import HandshakeError, connect
+from .ws.socket import WebSocket
+from .ws.transport import Transport, transport_for
 
 # Upstream events can be large (session.updated echoes the instructions).
 UPSTREAM_MAX_MESSAGE = 32 * 1024 * 1024
 
 
-async def open_upstream(url: str, api_key: str) -> FastWebSocket:
-    """Connect and upgrade; raises ConnectionRejected (non-101), HandshakeError or OSError."""
-    stream, host, resource = await _open_upstream_stream(url)
-    return await connect_fast(
-        stream,
+async def open_upstream(url: str, api_key: str, *, ssl_context: ssl.SSLContext | None = None) -> WebSocket:
+    """Connect and upgrade; raises ConnectionRejected (non-101), HandshakeError or OSError.
+
+    `ssl_context` is for wss://; by default the process's one context that
+    trusts the system's CAs (`upstream_context`).
+    """
+    transport, host, resource = await _open_upstream_transport(url, ssl_context)
+    return await connect(
+        transport,
         host,
         resource,
         extra_headers=[(b"authorization", f"Bearer {api_key}".encode())],  # P1.5
@@ -33,13 +38,12 @@ async def open_upstream(url: str, api_key: str) -> FastWebSocket:
     )
 
 
-async def _open_upstream_stream(url: str) -> tuple[trio.abc.Stream, str, str]:
-    """TCP (and TLS) to the upstream; returns (stream, Host header, resource).
+async def _open_upstream_transport(url: str, ssl_context: ssl.SSLContext | None) -> tuple[Transport, str, str]:
+    """TCP (and TLS) to the upstream; returns (transport, Host header, resource).
 
-    The TLS handshake is done here, before the WebSocket handshake: inside
-    trio-websocket a TLS failure only ends the socket's reader quietly, so the
-    connect would wait for the whole timeout and the log would blame a
-    timeout instead of the certificate (P2.3).
+    The TLS handshake is done here, before the WebSocket handshake, so a TLS
+    failure is reported (and logged) as one, with OpenSSL's reason, instead
+    of as a timeout (P2.3).
     """
     parts = urlsplit(url)
     secure = parts.scheme == "wss"
@@ -49,17 +53,18 @@ async def _open_upstream_stream(url: str) -> tuple[trio.abc.Stream, str, str]:
     host = f"[{hostname}]" if ":" in hostname else hostname
     if port not in (80, 443):
         host = f"{host}:{port}"
+    tcp = await trio.open_tcp_stream(hostname, port)
     if not secure:
-        return await trio.open_tcp_stream(hostname, port), host, resource
-    stream = await trio.open_ssl_over_tcp_stream(
-        hostname, port, ssl_context=ssl.create_default_context(), https_compatible=True
-    )
+        return transport_for(tcp), host, resource
+    if ssl_context is None:
+        ssl_context = upstream_context(None)
+    transport = TlsTransport(tcp, ssl_context, server_side=False, server_hostname=hostname, direction="upstream")
     try:
-        await stream.do_handshake()
+        await transport.do_handshake()  # a failure is logged there, with OpenSSL's reason
     except BaseException:
-        await trio.aclose_forcefully(stream)
+        await transport.aclose()
         raise
-    return stream, host, resource
+    return transport, host, resource
 
 
 def _causes(error: BaseException) -> list[BaseException]:

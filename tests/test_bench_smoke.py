@@ -31,3 +31,23 @@ def test_bench_smoke_reports_rows(tmp_path: Path) -> None:
         assert (row["up_lost"], row["down_lost"]) == (0, 0), row  # the stamp survived the proxy both ways
     assert rows[0]["cpu_per_session_minute"] is not None
     assert "| ours | 3 |" in result.stdout and "| floor | 3 |" in result.stdout
+
+
+def test_bench_smoke_tls_rows(tmp_path: Path) -> None:
+    """Issue 9: `--upstream-tls --client-tls` run the same rows over wss:// (a CA made for the run)."""
+    out = tmp_path / "rows.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--counts", "2", "--floor-counts", "2", "--duration", "1",
+         "--upstream-tls", "--client-tls", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert [(row["label"], row["sessions"]) for row in rows] == [("ours wss up+client", 2), ("floor wss up", 2)]
+    for row in rows:
+        assert row["streaming"] == 2 and row["errors"] == {}, row
+        assert row["frames_up"] == 2 * 50 and row["frames_down"] > 0, row
+        assert (row["up_lost"], row["down_lost"]) == (0, 0), row

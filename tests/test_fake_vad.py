@@ -88,8 +88,10 @@ async def test_spoken_turn_through_the_proxy(proxy, fake):
             audio = silence(0.3) + offline.synthesize("this is a spoken turn") + silence(0.8)
             for start in range(0, len(audio), 960):
                 await client.send_audio(audio[start : start + 960])
-            await client.next("AgentAudioDone")
+            await client.next("LatencyReport")  # after each agent turn (issue 11)
             types = [t for t in client.types() if t not in ("Welcome", "SettingsApplied")]
+            assert types[-1] == "LatencyReport"
+            types = types[:-1]
             # Live captions: the final Results follows the user's ConversationText (issue 14).
             assert types[types.index("ConversationText") + 1] == "Results"
             types = [t for t in types if t != "Results"]

@@ -1,4 +1,4 @@
-"""proxy/fastws.py: the WebSocket framing of the proxy's data path (RFC 6455 section 5),
+"""proxy/ws/socket.py: the Trio WebSocket of the proxy's data path (RFC 6455 section 5),
 fed raw bytes through an in-memory stream so every edge is exact."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from functools import partial
 import pytest
 import trio
 import trio.testing
-from trio_websocket import ConnectionClosed
-
-from proxy.fastws import FastWebSocket, _mask
+from proxy.ws.codec import FrameCodec
+from proxy.ws.codec import mask as _mask
+from proxy.ws.socket import ConnectionClosed, WebSocket
+from proxy.ws.transport import StreamTransport
 
 
 def frame(opcode: int, payload: bytes, *, final: bool = True, masked: bool = True) -> bytes:
@@ -47,6 +48,8 @@ class Peer:
                 size, offset = second & 0x7F, 2
                 if size == 126:
                     size, offset = int.from_bytes(self.buffer[2:4], "big"), 4
+                elif size == 127:
+                    size, offset = int.from_bytes(self.buffer[2:10], "big"), 10
                 masked = bool(second & 0x80)
                 end = offset + (4 if masked else 0) + size
                 if len(self.buffer) >= end:
@@ -61,9 +64,10 @@ class Peer:
             self.buffer += data
 
 
-def pair(*, client: bool = False, max_message_size: int = 1 << 20) -> tuple[FastWebSocket, Peer]:
+def pair(*, client: bool = False, max_message_size: int = 1 << 20) -> tuple[WebSocket, Peer]:
     ours, theirs = trio.testing.memory_stream_pair()
-    return FastWebSocket(ours, client=client, max_message_size=max_message_size), Peer(theirs)
+    codec = FrameCodec(client=client, max_message_size=max_message_size)
+    return WebSocket(StreamTransport(ours), codec), Peer(theirs)
 
 
 async def test_fragments_join_and_a_ping_in_between_is_answered() -> None:
@@ -177,21 +181,22 @@ async def test_the_listener_answers_non_websocket_requests_and_keeps_serving(pro
 
 
 async def test_a_client_that_stops_reading_still_gets_every_frame_in_order(proxy, fake, monkeypatch) -> None:
-    """Direct writes (issue 6) never reorder or cut frames: when the kernel takes part of a
-    frame, the rest goes out before anything else, and later frames queue behind it."""
+    """Direct writes never reorder or cut frames: when the kernel takes part of a frame,
+    the rest goes out before anything else (a PONG included), and later frames queue
+    behind it."""
     from trio_websocket import wrap_client_stream
 
-    from proxy.fastws import FastWebSocket
     from proxy.testing.client import DEFAULT_SETTINGS
 
     tails = []
-    send_raw = FastWebSocket.send_raw
+    flush = WebSocket.flush
 
-    async def counting_send_raw(self, data: bytes) -> None:
-        tails.append(len(data))
-        await send_raw(self, data)
+    async def counting_flush(self) -> None:
+        if self.tail_pending:
+            tails.append(len(self._tail))
+        await flush(self)
 
-    monkeypatch.setattr(FastWebSocket, "send_raw", counting_send_raw)
+    monkeypatch.setattr(WebSocket, "flush", counting_flush)
     fake.responder = None
     # 4000 frames of 960 bytes, each stamped with its number, so order and loss both show.
     audio = b"".join(index.to_bytes(4, "little") * 240 for index in range(4000))
@@ -210,6 +215,9 @@ async def test_a_client_that_stops_reading_still_gets_every_frame_in_order(proxy
             upstream = await fake.next_connection()
             nursery.start_soon(partial(upstream.play_response, transcript="Long.", audio=audio, chunk=960))
             await trio.sleep(1.0)  # not reading: the proxy's writes back up into the kernel
+            # A PING now (Python websockets clients send one every 20 s): its PONG
+            # must wait for the frame being written, not land inside it.
+            nursery.start_soon(socket.ping, b"mid-stream")
             heard = []
             while True:
                 message = await socket.get_message()
@@ -232,3 +240,154 @@ async def test_each_client_frame_has_its_own_mask_key() -> None:
             raw += await peer.stream.receive_some(65536)
     keys = {raw[index * 16 + 2 : index * 16 + 6] for index in range(100)}
     assert len(keys) > 95  # random 32-bit keys: a repeat in 100 is possible, not many
+
+
+# ------------------------------------------------- over a real socket pair
+
+
+def socket_pair(*, small: bool = True) -> tuple[WebSocket, trio.SocketStream]:
+    """A server-side WebSocket on plain-socket transport, and the raw far end.
+
+    Small kernel buffers, so a large frame is only partly taken at once.
+    """
+    from proxy.ws.transport import SocketTransport
+
+    ours, theirs = trio.socket.socketpair()
+    if small:
+        ours.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_SNDBUF, 4096)
+        theirs.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
+    codec = FrameCodec(client=False, max_message_size=1 << 20)
+    return WebSocket(SocketTransport(trio.SocketStream(ours)), codec), trio.SocketStream(theirs)
+
+
+async def test_a_ping_during_a_partial_write_is_answered_after_the_whole_frame() -> None:
+    """Issue: a pong appeared at byte 8,064 of a 200,010-byte binary frame, because the
+    tail of a partial write was sent outside the write path while the reader answered
+    a PING. Now the tail stays in the socket and the pong goes out after it."""
+    socket, far = socket_pair()
+    audio = bytes(range(256)) * 781 + b"0123456789"  # 200,010 bytes
+    peer = Peer(far)
+    with trio.fail_after(10):
+        assert socket.write_now(audio)
+        assert socket.tail_pending  # the kernel took only part of it
+        await peer.send(frame(0x9, b"are you there"))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(socket.get_message)  # answers the ping
+            await trio.testing.wait_all_tasks_blocked()
+            assert await peer.read_frame() == (0x2, audio)
+            assert await peer.read_frame() == (0xA, b"are you there")
+            await socket.send_message("after")
+            assert await peer.read_frame() == (0x1, b"after")
+            nursery.cancel_scope.cancel()
+
+
+async def test_every_later_write_sends_a_pending_tail_first() -> None:
+    socket, far = socket_pair()
+    peer = Peer(far)
+    first = b"\x01" * 100_000
+    with trio.fail_after(10):
+        assert socket.write_now(first) and socket.tail_pending
+        assert not socket.write_now(b"second")  # something is ahead of it: the caller must wait
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(socket.send_message, b"second")
+            assert await peer.read_frame() == (0x2, first)
+            assert await peer.read_frame() == (0x2, b"second")
+        assert not socket.tail_pending
+
+
+async def test_a_send_cancelled_mid_frame_breaks_the_socket_so_nothing_follows_the_cut(autojump_clock) -> None:
+    socket, far = socket_pair()
+    with trio.move_on_after(1) as cancelled:
+        await socket.send_message(b"\x02" * 500_000)  # the peer is not reading
+    assert cancelled.cancelled_caught
+    assert socket.state.value == "broken" and socket.closed.code == 1006
+    with pytest.raises(ConnectionClosed):
+        await socket.send_message(b"later")
+    assert not socket.write_now(b"later")
+    await socket.aclose()  # no close frame after a cut frame: the transport is just closed
+    received = b""
+    while chunk := await far.receive_some(65536):
+        received += chunk
+    assert 0 < len(received) < 500_000 + 10
+    assert b"later" not in received and received[-1:] == b"\x02"
+
+
+async def test_the_close_frame_has_a_deadline_when_the_peer_does_not_read(autojump_clock) -> None:
+    from proxy.ws.socket import CLOSE_TIMEOUT_S
+
+    socket, far = socket_pair()
+    assert socket.write_now(b"\x03" * 300_000) and socket.tail_pending  # fills the kernel's buffers
+    started = trio.current_time()
+    await socket.aclose(1000, "bye")
+    assert trio.current_time() - started <= CLOSE_TIMEOUT_S + 0.01
+    assert socket.state.value == "broken"  # the close frame could not follow the unsent tail
+
+
+async def test_the_drain_after_a_close_discards_and_is_bounded(autojump_clock) -> None:
+    """Issue: waiting for the peer's close, 20 MiB were buffered past a 1 MiB limit."""
+    socket, far = socket_pair(small=False)
+    peer = Peer(far)
+    sent = 0
+
+    async def flood() -> None:
+        nonlocal sent
+        chunk = frame(0x2, b"x" * 60_000)
+        while sent < 20 << 20:
+            await peer.send(chunk)
+            sent += len(chunk)
+        await peer.send(frame(0x8, struct.pack("!H", 1000)))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(flood)
+        await socket.aclose(1000)
+    assert sent >= 20 << 20
+    assert socket.state.value == "closed"  # the peer's close was found behind the flood
+    assert len(socket._codec._buffer) < 65536
+
+
+async def test_an_outgoing_close_reason_is_cut_on_a_character_boundary() -> None:
+    socket, peer = pair()
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(socket.aclose, 1011, "€" * 60)  # 180 bytes of UTF-8
+            opcode, payload = await peer.read_frame()
+            await peer.send(frame(0x8, payload[:2]))
+    assert opcode == 0x8 and len(payload) <= 125
+    assert payload[2:].decode("utf-8") == "€" * 41
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [(b"\x03", 1002), (struct.pack("!H", 1005), 1002), (struct.pack("!H", 1000) + b"\xff", 1007)],
+)
+async def test_a_bad_close_frame_is_answered_with_the_rfc_code(payload: bytes, code: int) -> None:
+    socket, peer = pair()
+    with trio.fail_after(5):
+        await peer.send(frame(0x8, payload))
+        with pytest.raises(ConnectionClosed) as closed:
+            await socket.get_message()
+        assert closed.value.reason.code == code
+        opcode, answer = await peer.read_frame()
+        assert (opcode, int.from_bytes(answer[:2], "big")) == (0x8, code)
+
+
+async def test_many_pings_in_one_read_get_one_pong() -> None:
+    socket, peer = pair()
+    with trio.fail_after(5):
+        await peer.send(b"".join(frame(0x9, b"%d" % index) for index in range(100)) + frame(0x1, b"then"))
+        assert await socket.get_message() == "then"
+        assert await peer.read_frame() == (0xA, b"99")
+        await socket.send_message("next")
+        assert await peer.read_frame() == (0x1, b"next")  # no other pong came first
+
+
+async def test_states_move_open_closing_closed() -> None:
+    socket, peer = pair()
+    assert socket.state.value == "open" and socket.closed is None
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(socket.aclose, 1000)
+            await peer.read_frame()
+            assert socket.state.value == "closing"
+            await peer.send(frame(0x8, struct.pack("!H", 1000)))
+    assert socket.state.value == "closed"

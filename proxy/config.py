@@ -56,6 +56,15 @@ class Config:
     admin_port: int | None = None
     admin_host: str = "127.0.0.1"
     workers: int = 1
+    # Dead peers and strangers: a client silent for the interval is pinged and
+    # closed (1011) if its pong does not come within the timeout; one that
+    # sends no message at all for the idle timeout is closed (1000). 0 = off.
+    # 20 s / 20 s is what Python websockets clients use themselves.
+    client_ping_interval_s: float = 20.0
+    client_ping_timeout_s: float = 20.0
+    client_idle_timeout_s: float = 600.0
+    # Connections in their opening handshake (TLS included) at once; more are closed.
+    max_handshakes: int = 256
 
     @property
     def listen_url(self) -> str:
@@ -195,6 +204,14 @@ SETTINGS: tuple[_Setting, ...] = (
     _setting("admin_host", "OPENAI_PROXY_ADMIN_HOST", _text, "health and metrics address"),
     _setting("workers", "OPENAI_PROXY_WORKERS", _workers, "processes sharing the port (0 = one per core)"),
     _setting("log_format", "OPENAI_PROXY_LOG_FORMAT", lambda n: _choice(n, LOG_FORMATS), "json|text"),
+    _setting(
+        "client_ping_interval_s", "OPENAI_PROXY_CLIENT_PING_INTERVAL_S", _seconds, "ping a client silent this long (0 = off)"
+    ),
+    _setting("client_ping_timeout_s", "OPENAI_PROXY_CLIENT_PING_TIMEOUT_S", _seconds, "close if no pong within this"),
+    _setting(
+        "client_idle_timeout_s", "OPENAI_PROXY_CLIENT_IDLE_TIMEOUT_S", _seconds, "close a client sending nothing (0 = off)"
+    ),
+    _setting("max_handshakes", "OPENAI_PROXY_MAX_HANDSHAKES", lambda n: _int(n, 1), "opening handshakes at once"),
 )
 
 

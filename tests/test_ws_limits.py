@@ -9,6 +9,7 @@ import struct
 
 import pytest
 import trio
+import trio.testing
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 UPGRADE = (
@@ -155,13 +156,13 @@ async def test_handshakes_in_flight_are_bounded(proxy_factory, fake) -> None:
     port = proxy.server.port
     with trio.fail_after(10):
         silent = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(2)]
-        await trio.sleep(0.2)  # both are in their handshake now
+        await trio.testing.wait_all_tasks_blocked(0.05)  # both are in their handshake now (same process)
         third = await trio.open_tcp_stream("127.0.0.1", port)
         await third.send_all(UPGRADE.format(host="x").encode())
         assert await read_to_end(third) == b""  # closed without an answer
         for stream in silent:
             await stream.aclose()
-        await trio.sleep(0.2)
+        await trio.testing.wait_all_tasks_blocked(0.05)
         stream, head, _ = await raw_upgrade(port)  # slots free again
         assert head.startswith(b"HTTP/1.1 101")
         await stream.aclose()

@@ -91,6 +91,15 @@ class Config:
     custom_event_types: tuple[str, ...] = ()
     # __customFromThinkProvider: pass upstream events the proxy does not translate.
     forward_untranslated: bool = False
+    # Dead peers and strangers: a client silent for the interval is pinged and
+    # closed (1011) if its pong does not come within the timeout; one that
+    # sends no message at all for the idle timeout is closed (1000). 0 = off.
+    # 20 s / 20 s is what Python websockets clients use themselves.
+    client_ping_interval_s: float = 20.0
+    client_ping_timeout_s: float = 20.0
+    client_idle_timeout_s: float = 600.0
+    # Connections in their opening handshake (TLS included) at once; more are closed.
+    max_handshakes: int = 256
 
     @property
     def listen_url(self) -> str:
@@ -368,6 +377,14 @@ SETTINGS: tuple[_Setting, ...] = (
         _flag,
         "__customFromThinkProvider: pass untranslated upstream events to clients (0/1)",
     ),
+    _setting(
+        "client_ping_interval_s", "OPENAI_PROXY_CLIENT_PING_INTERVAL_S", _seconds, "ping a client silent this long (0 = off)"
+    ),
+    _setting("client_ping_timeout_s", "OPENAI_PROXY_CLIENT_PING_TIMEOUT_S", _seconds, "close if no pong within this"),
+    _setting(
+        "client_idle_timeout_s", "OPENAI_PROXY_CLIENT_IDLE_TIMEOUT_S", _seconds, "close a client sending nothing (0 = off)"
+    ),
+    _setting("max_handshakes", "OPENAI_PROXY_MAX_HANDSHAKES", lambda n: _int(n, 1), "opening handshakes at once"),
 )
 
 

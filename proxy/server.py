@@ -1,6 +1,6 @@
 """The Trio layer: sockets, tasks, channels and deadlines. No protocol logic.
 
-Each client connection is one nursery of five tasks joined by bounded memory
+Each client connection is one nursery of tasks joined by bounded memory
 channels:
 
     client reader --\\                     /--> client writer
@@ -17,6 +17,7 @@ its connection.
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 import uuid
 from functools import partial
@@ -84,7 +85,6 @@ CLIENT_GONE_DRAIN_S = 0.25
 HANDSHAKE_TIMEOUT_S = 10.0
 # Server-side function calls running at once per connection; more wait their turn.
 MAX_CONCURRENT_FUNCTION_CALLS = 4
-MAX_HANDSHAKES = 256
 
 
 
@@ -154,6 +154,7 @@ class Connection:
                     (self._translator, session, inbound_recv, client_send, upstream_send, nursery),
                     (self._client_writer, client_recv),
                     (self._upstream, nursery, inbound_send, upstream_recv),
+                    (self._client_keepalive,),
                 )
                 for task, *args in tasks:
                     nursery.start_soon(self._until_done, nursery, task, *args)
@@ -215,6 +216,52 @@ class Connection:
                 inbound.send_nowait(item)
             except trio.WouldBlock:
                 await inbound.send(item)
+
+    async def _client_keepalive(self) -> None:
+        """Dead peers: a client whose TCP vanished without a FIN (NAT timeout, a phone
+        asleep) would keep its paid upstream session open until the upstream's
+        own limit. One that sends nothing for the ping interval is pinged and
+        closed with 1011 if the pong does not come within the ping timeout; one
+        that sends no message for the idle timeout is closed with 1000. A
+        client that answers pings may stay silent up to the idle timeout.
+        """
+        config = self.config
+        client = self.client
+        interval, idle = config.client_ping_interval_s, config.client_idle_timeout_s
+        if not interval and not idle:
+            await trio.sleep_forever()
+        seen = client.messages_received
+        alive_at = message_at = trio.current_time()
+        while True:
+            await trio.sleep_until(
+                min(alive_at + (interval or math.inf), message_at + (idle or math.inf))
+            )
+            now = trio.current_time()
+            if client.messages_received != seen:
+                seen = client.messages_received
+                alive_at = message_at = now
+                continue
+            if idle and now >= message_at + idle:
+                self.log.info(
+                    "client sent nothing; closing the connection",
+                    extra={"error_code": "CLIENT_IDLE", "direction": "client"},
+                )
+                self._teardown_close = (1000, f"no message for {idle:g} s")
+                return
+            try:
+                await client.ping(b"proxy")
+            except ConnectionClosed:
+                await trio.sleep_forever()  # the client reader reports the close
+            with trio.move_on_after(config.client_ping_timeout_s):
+                await client.wait_pong()
+                alive_at = trio.current_time()
+                continue
+            self.log.warning(
+                "client did not answer a ping; closing the connection",
+                extra={"error_code": "CLIENT_PING_TIMEOUT", "direction": "client"},
+            )
+            self._teardown_close = (1011, "keepalive ping timeout")
+            return
 
     async def _translator(
         self,
@@ -559,6 +606,10 @@ class ProxyServer:
     port: int | None = None
     upstream_ssl: ssl.SSLContext | None = None
     accepting: bool = True
+    # Clients admitted and not yet gone, counted before the first await of
+    # the handshake's answer, so concurrent handshakes cannot all pass the
+    # OPENAI_PROXY_MAX_CONNECTIONS check at once.
+    _admitted: int = 0
     _listener_scope: trio.CancelScope | None = None
     _handlers: trio.Nursery | None = None
     _all_closed: trio.Event = attrs.Factory(trio.Event)
@@ -591,7 +642,7 @@ class ProxyServer:
                         handler_nursery=handlers,
                         max_message_size=config.max_frame_bytes,  # P5.11: bigger closes with 1009
                         handshake_timeout=HANDSHAKE_TIMEOUT_S,
-                        max_handshakes=MAX_HANDSHAKES,
+                        max_handshakes=config.max_handshakes,
                         plain_http=_playground(config),
                         ssl_context=ssl_context,  # issue 9: TLS in C (proxy/tls.py)
                     )
@@ -645,7 +696,7 @@ class ProxyServer:
         )
         if decision.status is None and not self.accepting:
             decision = attrs.evolve(decision, status=503, reason="shutting down")
-        if decision.status is None and config.max_connections and len(self.connections) >= config.max_connections:
+        if decision.status is None and config.max_connections and self._admitted >= config.max_connections:
             decision = attrs.evolve(decision, status=503, reason="too many connections")
         address = client_address(request.peer, request.headers, config.trusted_proxies)
         if decision.status is not None:
@@ -655,6 +706,14 @@ class ProxyServer:
             self.metrics.connection_ended("rejected", decision.status)
             await request.reject(decision.status, body=decision.reason.encode())
             return
+        self._admitted += 1  # no await since the check above
+        try:
+            await self._serve_admitted(request, decision)
+        finally:
+            self._admitted -= 1
+
+    async def _serve_admitted(self, request: UpgradeRequest, decision: Any) -> None:
+        config = self.config
         client = await request.accept(subprotocol=decision.subprotocol)
         connection_id = str(uuid.uuid4())
         connection_log = ConnectionLog(

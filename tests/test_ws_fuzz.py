@@ -6,7 +6,7 @@ the same messages and end the same way: the same close frame, the same close
 code for a failure, or both waiting for more bytes.
 
     make test                                   # 200 streams (part of the suite)
-    WS_FUZZ_EXAMPLES=200000 make test ARGS=tests/test_ws_fuzz.py   # a long run
+    WS_FUZZ_EXAMPLES=20000 make test ARGS=tests/test_ws_fuzz.py    # a long run (~10 min)
 
 Where the two may differ by design (asserted as narrowly as possible below):
 

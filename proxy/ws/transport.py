@@ -72,7 +72,7 @@ class SocketTransport:
             if view:
                 try:
                     await trio.lowlevel.wait_writable(self._stream.socket)
-                except (trio.ClosedResourceError, OSError) as error:
+                except (trio.ClosedResourceError, OSError, ValueError) as error:
                     raise TransportBroken("closed") from error
 
     async def receive(self) -> bytes:
@@ -82,7 +82,7 @@ class SocketTransport:
                     await trio.lowlevel.wait_readable(self._stream.socket)
                 else:
                     await trio.lowlevel.checkpoint()
-            except (trio.ClosedResourceError, OSError) as error:
+            except (trio.ClosedResourceError, OSError, ValueError) as error:
                 raise TransportBroken("closed") from error
             fd = self._fd
             if fd < 0:

@@ -180,18 +180,6 @@ def _choice(name: str, choices: Sequence[str]) -> Callable[[str], str]:
     return parse
 
 
-def _flag(name: str) -> Callable[[str], bool]:
-    def parse(raw: str) -> bool:
-        value = raw.strip().lower()
-        if value in ("1", "true", "yes", "on"):
-            return True
-        if value in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{name} must be 1/true/yes/on or 0/false/no/off, got {raw!r}")
-
-    return parse
-
-
 def _function_hosts(name: str) -> Callable[[str], tuple[str, ...]]:
     def parse(raw: str) -> tuple[str, ...]:
         from .translate.endpoint_policy import FunctionHosts
@@ -253,7 +241,7 @@ def _switch(name: str) -> Callable[[str], bool]:
             return True
         if value in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+        raise ConfigError(f"{name} must be 1/true/yes/on or 0/false/no/off, got {raw!r}")
 
     return parse
 
@@ -374,7 +362,7 @@ SETTINGS: tuple[_Setting, ...] = (
     _setting(
         "forward_untranslated",
         "OPENAI_PROXY_FORWARD_UNTRANSLATED",
-        _flag,
+        _switch,
         "__customFromThinkProvider: pass untranslated upstream events to clients (0/1)",
     ),
     _setting(

@@ -40,6 +40,14 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("grace_s", "grace_s"),
     ("worker", "worker"),
     ("client_address", "client.address"),  # the peer, or X-Forwarded-For from a trusted proxy
+    ("item_id", "item_id"),
+    ("timer", "timer"),
+    ("kind", "kind"),
+    # Session renewal (README "Session renewal").
+    ("cause", "cause"),
+    ("replayed_items", "replayed_items"),
+    ("dropped_entries", "dropped_entries"),
+    ("attempt", "attempt"),
     ("workers", "workers"),
 )
 

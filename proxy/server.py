@@ -708,11 +708,11 @@ class ProxyServer:
             return
         self._admitted += 1  # no await since the check above
         try:
-            await self._serve_admitted(request, decision)
+            await self._serve_admitted(request, decision, address)
         finally:
             self._admitted -= 1
 
-    async def _serve_admitted(self, request: UpgradeRequest, decision: Any) -> None:
+    async def _serve_admitted(self, request: UpgradeRequest, decision: Any, address: str | None) -> None:
         config = self.config
         client = await request.accept(subprotocol=decision.subprotocol)
         connection_id = str(uuid.uuid4())

@@ -217,3 +217,18 @@ async def test_a_forged_trace_id_neither_forges_a_line_nor_lands_in_records(fake
     for line in (line for line in lines if "connection_id=" in line):
         connection_id = line.split("connection_id=")[1].split()[0]
         assert f"trace_id={connection_id}" in line  # the fallback of P2.8
+
+
+def test_every_extra_the_proxy_logs_is_a_whitelisted_field():
+    """A record's extras reach the output only through FIELDS: one missing there is silently lost."""
+    import pathlib
+    import re
+
+    from proxy.logfields import FIELDS
+
+    whitelisted = {attribute for attribute, _ in FIELDS}
+    used: set[str] = set()
+    for path in pathlib.Path(__file__).parent.parent.joinpath("proxy").rglob("*.py"):
+        for extra in re.findall(r"extra=\{([^}]*)\}", path.read_text()):
+            used.update(re.findall(r'"([a-z_]+)":', extra))
+    assert used - whitelisted == set()

@@ -6,6 +6,7 @@ against the SDK's and the GA schemas (P1.4), at the end of each test.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from typing import Any
@@ -465,3 +466,20 @@ def _call_event(response_id: str, call_id: str):
         "type": "response.function_call_arguments.done", "event_id": "ev_c", "response_id": response_id,
         "item_id": f"item_{call_id}", "output_index": 0, "call_id": call_id, "name": "get_weather",
         "arguments": '{"city":"Oslo"}'}))
+
+
+def test_force_end_turn_sends_the_resampler_tail_before_its_commit(checked):
+    """P5.9 (issue 15): at 16 kHz the resampler holds the end of what was said; ForceEndTurn
+    flushes it into the turn it commits, so every sample is in the committed buffer."""
+    settings_16k = copy.deepcopy(DEFAULT_SETTINGS)
+    settings_16k["audio"]["input"]["sample_rate"] = 16000
+    h = checked(turn_detection="none")
+    h.ready(settings_16k)
+    for _ in range(10):  # 200 ms at 16 kHz, 20 ms frames
+        h.audio(b"\x10\x00" * 320)
+    h.send({"type": "ForceEndTurn"})
+    types = h.upstream_types()
+    commit = types.index("input_audio_buffer.commit")
+    sent = b"".join(base64.b64decode(e["audio"]) for e in h.upstream[:commit] if e["type"] == "input_audio_buffer.append")
+    assert len(sent) == 200 * 24 * 2  # all 200 ms, at 24 kHz, before the commit
+    assert "input_audio_buffer.append" not in types[commit:]

@@ -36,7 +36,7 @@ from ..protocol.converter import MessageError, structure
 from .client_text import Refusal, parse_client_text
 from ..redact import Redactor
 from .actions import Action
-from .audio import InboundStream
+from .audio import AUDIO_PAUSE_S, InboundStream
 from .calls import FUNCTION_CALL_TIMER, FunctionCalls
 from .captions import Captions
 from .custom_events import CustomEvents
@@ -341,7 +341,8 @@ class Session:
             self._request(ResponseRequest(FUNCTION))
 
     def _client_closed(self, event: ClientClosed, now: float) -> None:
-        self._flush_input_audio()  # P5.9: the end of what the user said still goes upstream
+        if self.setup.ready:  # not to a renewed upstream that is not configured yet (P3.6)
+            self._flush_input_audio()  # P5.9: the end of what the user said still goes upstream
 
     def _going_away(self, event: GoingAway, now: float) -> None:
         self._close(1001, "server shutting down")  # P2.6
@@ -405,6 +406,11 @@ class Session:
         stream = self._audio_in
         if stream is None or not stream.pending:
             return  # flushed meanwhile
+        if not self.setup.ready:
+            # A renewal is under way: its new upstream takes no audio until it
+            # is configured (P3.6). The tail waits; look again after a pause.
+            self.out.start_timer(AUDIO_PAUSE_TIMER, now + AUDIO_PAUSE_S)
+            return
         if stream.paused(now):
             self._flush_input_audio()
         else:

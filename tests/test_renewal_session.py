@@ -1,0 +1,44 @@
+"""Session renewal fed to the pure Session (README "Session renewal").
+
+The socket-level behaviour is in tests/test_renewal.py; these pin the
+orders only the pure session can show exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+
+from proxy.testing import DEFAULT_SETTINGS
+from proxy.translate import UpstreamClosed
+from proxy.translate.session import AUDIO_PAUSE_TIMER
+
+from .session_harness import Harness
+
+EXPIRED = "Your session hit the maximum duration of 60 minutes."
+
+
+def appended(events) -> bytes:
+    return b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "input_audio_buffer.append")
+
+
+def test_the_resampler_tail_waits_for_the_renewed_upstream_and_is_not_lost():
+    """P3.6/P5.9: no append reaches a new upstream before it is configured; the tail still arrives after."""
+    settings = copy.deepcopy(DEFAULT_SETTINGS)
+    settings["audio"]["input"]["sample_rate"] = 16000
+    h = Harness()
+    h.ready(settings)
+    for _ in range(10):  # 200 ms at 16 kHz: the resampler keeps a tail of it
+        h.audio(b"\x10\x00" * 320)
+    before = appended(h.upstream)
+    h.take(h.session.handle(UpstreamClosed(1001, EXPIRED), h.now))  # renewal under way
+    h.clear()
+    h.now += 1.0
+    h.fire(AUDIO_PAUSE_TIMER)  # the pause comes while the new upstream is not configured
+    assert "input_audio_buffer.append" not in h.upstream_types()
+    h.up("session.updated", session={})  # configured: replay, then what waited
+    while AUDIO_PAUSE_TIMER in h.timers:
+        h.now += 0.2
+        h.fire(AUDIO_PAUSE_TIMER)
+    after = appended(h.upstream)
+    assert len(before) + len(after) == 200 * 24 * 2  # every sample, once

@@ -346,18 +346,6 @@ class FunctionCallRequest:
 
 
 @frozen
-class CancelledCall:
-    id: str
-    name: str
-
-
-@frozen
-class FunctionCallCancelled:
-    TYPE: ClassVar[str] = "FunctionCallCancelled"
-    functions: tuple[CancelledCall, ...]
-
-
-@frozen
 class AgentStartedSpeaking:
     TYPE: ClassVar[str] = "AgentStartedSpeaking"
     total_latency: float
@@ -554,7 +542,6 @@ ServerMessage = (
     | UserStartedSpeaking
     | AgentThinking
     | FunctionCallRequest
-    | FunctionCallCancelled
     | AgentStartedSpeaking
     | AgentAudioDone
     | Error

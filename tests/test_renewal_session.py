@@ -42,3 +42,28 @@ def test_the_resampler_tail_waits_for_the_renewed_upstream_and_is_not_lost():
         h.fire(AUDIO_PAUSE_TIMER)
     after = appended(h.upstream)
     assert len(before) + len(after) == 200 * 24 * 2  # every sample, once
+
+
+def test_a_renewed_upstream_gets_every_acknowledged_update_and_not_a_rejected_one():
+    """README "Session renewal": prompt, think, speak and listen updates as acknowledged (P5.4-P5.7)."""
+    h = Harness()
+    h.ready()
+
+    def update(message, accept=True):
+        h.send(message)
+        if accept:
+            h.up("session.updated", session={})
+        else:
+            event_id = h.last_upstream("session.update")["event_id"]
+            h.up("error", error={"type": "invalid_request_error", "code": "invalid_value", "message": "no",
+                                 "param": None, "event_id": event_id})
+
+    update({"type": "UpdatePrompt", "prompt": "Be brief."})
+    update({"type": "UpdateSpeak", "speak": {"provider": {"type": "open_ai", "voice": "cedar"}}})
+    update({"type": "UpdateSpeak", "speak": {"provider": {"type": "open_ai", "voice": "ash"}}}, accept=False)
+    update({"type": "UpdateListen", "listen": {"provider": {"type": "deepgram", "model": "nova-3", "language": "fr"}}})
+    h.take(h.session.handle(UpstreamClosed(1001, EXPIRED), h.now))
+    session = h.last_upstream("session.update")["session"]
+    assert session["instructions"].endswith("Be brief.")
+    assert session["audio"]["output"]["voice"] == "cedar"
+    assert session["audio"]["input"]["transcription"]["language"] == "fr"

@@ -776,6 +776,8 @@ class Session:
             session["tools"] = [dict(tool) for tool in self.applied.tools]
         if self.applied.voice is not None:
             session.setdefault("audio", {}).setdefault("output", {})["voice"] = self.applied.voice
+        if self.applied.transcription is not None:
+            session.setdefault("audio", {}).setdefault("input", {})["transcription"] = self.applied.transcription
         return session
 
     def _renewed(self, now: float) -> None:

@@ -106,6 +106,7 @@ class Update:
     tools: tuple[dict[str, Any], ...] | None = None
     voice: str | None = None
     server_functions: dict[str, Any] | None = None  # UpdateThink: name -> endpoint
+    transcription: dict[str, Any] | None = None  # UpdateListen: audio.input.transcription
     event_id: str | None = None
 
 
@@ -122,3 +123,5 @@ class Applied:
     voice: str | None = None
     # Server-side functions of the current think configuration: name -> endpoint.
     server_functions: dict[str, Any] = attrs.Factory(dict)
+    # The input transcription an acknowledged UpdateListen set (None: the first Settings').
+    transcription: dict[str, Any] | None = None

@@ -121,7 +121,7 @@ class LiveUpdates:
 
     def listen(self, message: dg.UpdateListen) -> None:
         transcription = transcription_from(message.listen.provider, self.agent_language, self._transcription_model)
-        self._enqueue(Update(LISTEN, {"audio": {"input": {"transcription": transcription}}}))
+        self._enqueue(Update(LISTEN, {"audio": {"input": {"transcription": transcription}}}, transcription=transcription))
 
     def _enqueue(self, update: Update) -> None:
         if len(self._queue) >= self._max_queued:
@@ -166,6 +166,8 @@ class LiveUpdates:
             self._applied.voice = update.voice
         if update.server_functions is not None:
             self._applied.server_functions = update.server_functions
+        if update.transcription is not None:
+            self._applied.transcription = update.transcription
         self._out.client(_ACKNOWLEDGEMENTS[update.kind]())
         return True
 

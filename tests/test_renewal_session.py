@@ -67,3 +67,18 @@ def test_a_renewed_upstream_gets_every_acknowledged_update_and_not_a_rejected_on
     assert session["instructions"].endswith("Be brief.")
     assert session["audio"]["output"]["voice"] == "cedar"
     assert session["audio"]["input"]["transcription"]["language"] == "fr"
+
+
+def test_push_to_talk_after_a_renewal_counts_only_the_new_upstreams_audio():
+    """ForceEndTurn (turn detection none) must not commit audio the old upstream took away with it."""
+    h = Harness(turn_detection="none")
+    h.ready()
+    for _ in range(10):  # 200 ms, never committed
+        h.audio(b"\x01\x00" * 480)
+    h.take(h.session.handle(UpstreamClosed(1001, EXPIRED), h.now))
+    h.up("session.updated", session={})
+    h.audio(b"\x01\x00" * 480 * 2)  # 40 ms on the new upstream: too short to commit
+    h.clear()
+    h.send({"type": "ForceEndTurn"})
+    assert "input_audio_buffer.commit" not in h.upstream_types()
+    assert [m["code"] for m in h.of_type("Warning")] == ["TURN_TOO_SHORT"]

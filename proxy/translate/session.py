@@ -747,6 +747,7 @@ class Session:
         for _ in range(self.messages.reset()):
             self._request(ResponseRequest(USER))  # the item is replayed with the conversation
         self.waits.clear()
+        self.turns.renewed()  # audio the old upstream had not committed is gone with it
         self._user_speaking = False
         self.setup.renewing()
         self.renewal.cause = cause

@@ -51,6 +51,11 @@ class TurnControl:
     def cleared(self) -> None:
         self._uncommitted_bytes = 0
 
+    def renewed(self) -> None:
+        """A new upstream (README "Session renewal"): its buffer is empty and it owes no confirmation."""
+        self._uncommitted_bytes = 0
+        self._own_commits = 0
+
     def force_end(self, *, user_speaking: bool, bytes_per_ms: int) -> bool:
         """ForceEndTurn; True when the buffer was committed and the turn's response is due."""
         if not self._manual and not user_speaking:

@@ -5,7 +5,6 @@ named at once, an upstream failure is reported once by its real cause, a bad
 from __future__ import annotations
 
 import ssl
-import subprocess
 import sys
 import time
 from pathlib import Path

@@ -15,7 +15,6 @@ Plain data; no I/O and no clock reads (times are passed in).
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
 
 import attrs
 

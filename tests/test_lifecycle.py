@@ -19,6 +19,8 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_
 
 from proxy.testing import DEFAULT_REPLY, DEFAULT_SETTINGS
 
+from .tls_relay import relay_to
+
 DEADLINE = 5
 
 
@@ -248,22 +250,7 @@ async def test_p2_3_wss_upstream_with_a_trusted_certificate_works(proxy_factory,
     authority.cert_pem.write_to_path(str(ca_file))
     monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # read by ssl.create_default_context()
 
-    async def relay(tls: trio.SSLStream) -> None:
-        """TLS in front of the plain fake: bytes both ways until either side ends."""
-        plain = await trio.open_tcp_stream("127.0.0.1", fake.port)
-
-        async def pump(source, sink) -> None:
-            try:
-                async for chunk in source:
-                    await sink.send_all(chunk)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-            finally:
-                await trio.aclose_forcefully(sink)
-
-        async with trio.open_nursery() as pumps:
-            pumps.start_soon(pump, tls, plain)
-            pumps.start_soon(pump, plain, tls)
+    relay = relay_to(fake.port)
 
     listeners = await nursery.start(partial(trio.serve_ssl_over_tcp, relay, 0, server_context, host="127.0.0.1"))
     port = listeners[0].transport_listener.socket.getsockname()[1]

@@ -27,6 +27,7 @@ from proxy.ws.codec import FrameCodec
 from proxy.ws.socket import WebSocket
 from proxy.ws.transport import TransportBroken
 
+from .tls_relay import relay_to
 from .oracles import validate_deepgram_server_message
 
 DEADLINE = 10
@@ -246,21 +247,7 @@ def test_the_upstream_context_is_built_once_per_trust_setting(ca_file, monkeypat
 async def tls_upstream(fake, issued, nursery) -> str:
     """wss:// in front of the plain fake upstream: a TLS relay, bytes both ways. Returns its URL."""
 
-    async def relay(tls: trio.SSLStream) -> None:
-        plain = await trio.open_tcp_stream("127.0.0.1", fake.port)
-
-        async def pump(source, sink) -> None:
-            try:
-                async for chunk in source:
-                    await sink.send_all(chunk)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-            finally:
-                await trio.aclose_forcefully(sink)
-
-        async with trio.open_nursery() as pumps:
-            pumps.start_soon(pump, tls, plain)
-            pumps.start_soon(pump, plain, tls)
+    relay = relay_to(fake.port)
 
     context = server_side_context(issued)
     listeners = await nursery.start(partial(trio.serve_ssl_over_tcp, relay, 0, context, host="127.0.0.1"))

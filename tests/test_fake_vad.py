@@ -74,6 +74,12 @@ def test_reply_texts_say_it_is_the_offline_demo():
     assert len(offline.reply_text("x" * 500)) < 200
 
 
+def offline_fake(fake) -> None:
+    """The fake as the offline demo runs it: its server VAD on, the demo's replies."""
+    fake.server_vad = True
+    fake.responder = offline.offline_reply
+
+
 def _server_events_valid(upstream) -> None:
     for event in upstream.sent:
         validate_openai_server_event(event)
@@ -81,8 +87,7 @@ def _server_events_valid(upstream) -> None:
 
 async def test_spoken_turn_through_the_proxy(proxy, fake):
     """Server VAD on mic audio -> P6 rows for a spoken turn, in the P6.2 order, with the demo's reply."""
-    fake.server_vad = True
-    fake.responder = offline.offline_reply
+    offline_fake(fake)
     with trio.fail_after(15):
         async with proxy.session(fake) as (client, upstream):
             audio = silence(0.3) + offline.synthesize("this is a spoken turn") + silence(0.8)
@@ -108,8 +113,7 @@ async def test_spoken_turn_through_the_proxy(proxy, fake):
 
 
 async def test_typed_turn_is_echoed(proxy, fake):
-    fake.server_vad = True
-    fake.responder = offline.offline_reply
+    offline_fake(fake)
     with trio.fail_after(15):
         async with proxy.session(fake) as (client, upstream):
             await client.send({"type": "InjectUserMessage", "content": "Hello offline"})
@@ -122,8 +126,7 @@ async def test_typed_turn_is_echoed(proxy, fake):
 
 async def test_speech_during_a_reply_interrupts_it(proxy, fake):
     """P7 through the fake's VAD: speech cancels the reply (interrupt_response), then a new turn is answered."""
-    fake.server_vad = True
-    fake.responder = offline.offline_reply
+    offline_fake(fake)
     with trio.fail_after(15):
         async with proxy.session(fake) as (client, upstream):
             await client.send({"type": "InjectUserMessage", "content": "Tell me a long story " * 5})
@@ -142,8 +145,7 @@ async def test_speech_during_a_reply_interrupts_it(proxy, fake):
 
 async def test_no_vad_without_turn_detection(proxy_factory, fake):
     """OPENAI_PROXY_TURN_DETECTION=none: the fake's VAD stays quiet, as the service does."""
-    fake.server_vad = True
-    fake.responder = offline.offline_reply
+    offline_fake(fake)
     proxy = await proxy_factory(turn_detection="none")
     with trio.fail_after(10):
         async with proxy.session(fake) as (client, upstream):
@@ -155,8 +157,7 @@ async def test_no_vad_without_turn_detection(proxy_factory, fake):
 
 async def test_a_long_run_keeps_no_history(proxy, fake):
     """The demo and python -m proxy.testing run for hours: nothing per frame or per connection stays."""
-    fake.server_vad = True
-    fake.responder = offline.offline_reply
+    offline_fake(fake)
     fake.history = False
     with trio.fail_after(15):
         async with proxy.connect() as client:

@@ -181,6 +181,7 @@ async def test_give_up_past_the_budget_ends_with_session_max_duration_and_the_re
 
 
 async def test_renewal_switched_off_ends_as_before_but_with_the_right_code(proxy_factory, fake, caplog):
+    """P2.4 with renewal off: the time limit is session_max_duration and a close 1000 with the upstream's reason."""
     caplog.set_level(logging.INFO, logger="proxy")
     proxy = await proxy_factory(renewal=False)
     with trio.fail_after(DEADLINE):
@@ -195,6 +196,7 @@ async def test_renewal_switched_off_ends_as_before_but_with_the_right_code(proxy
 
 
 async def test_switched_off_an_abnormal_close_is_still_1011(proxy_factory, fake):
+    """P2.4: anything abnormal becomes 1011, now with the upstream's reason."""
     proxy = await proxy_factory(renewal=False)
     with trio.fail_after(DEADLINE):
         async with proxy.session(fake) as (client, first):

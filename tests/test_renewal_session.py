@@ -82,3 +82,14 @@ def test_push_to_talk_after_a_renewal_counts_only_the_new_upstreams_audio():
     h.send({"type": "ForceEndTurn"})
     assert "input_audio_buffer.commit" not in h.upstream_types()
     assert [m["code"] for m in h.of_type("Warning")] == ["TURN_TOO_SHORT"]
+
+
+def test_p2_4_a_clean_1000_is_never_renewed_even_after_a_server_error():
+    """P2.4 (1000 stays 1000): a server_error the session survived does not make a later clean close a loss."""
+    h = Harness()
+    h.ready()
+    h.up("error", error={"type": "server_error", "code": None, "message": "The server had an error", "param": None,
+                         "event_id": None})
+    h.take(h.session.handle(UpstreamClosed(1000, "bye"), h.now))
+    assert h.closed is not None and h.closed.code == 1000
+    assert "session.update" not in h.upstream_types()[1:]  # no renewal's configuration sent

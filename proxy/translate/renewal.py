@@ -155,10 +155,10 @@ class Renewal:
         """
         if self.expiring or (code == 1001 and "maximum duration" in (reason or "")):
             return EXPIRED
+        if code == 1000:
+            return None  # a clean close, even after an earlier server_error the session survived
         if self.server_error:
             return SERVER_ERROR
-        if code == 1000:
-            return None
         return CLOSED
 
     def started(self, cause: str, now: float) -> None:
